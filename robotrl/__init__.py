@@ -1,0 +1,3 @@
+"""robotrl: learning robot control from pixels."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,38 @@
+"""Agents and the registry that maps ``agent.name`` in the config to a class."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from robotrl.agents.base import Agent
+
+# name -> "module:Class"; imported lazily so an agent's dependencies load only when it is used.
+AGENT_CLASSES: dict[str, str] = {
+    "drqv2": "robotrl.agents.drqv2:DrQV2Agent",
+}
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The class registered for ``name``; a clear error lists the known names."""
+    try:
+        target = AGENT_CLASSES[name]
+    except KeyError:
+        raise KeyError(f"unknown agent {name!r}; known agents: {sorted(AGENT_CLASSES)}") from None
+    module_name, class_name = target.split(":")
+    cls: type[Agent] = getattr(import_module(module_name), class_name)
+    return cls
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def make_agent(
+    cfg: Any, obs_shape: tuple[int, ...], action_dim: int, device: str = "cpu"
+) -> Agent:
+    """Build the agent named by ``cfg.name`` for the given observation and action sizes."""
+    return agent_class(cfg.name)(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+
+
+__all__ = ["AGENT_CLASSES", "Agent", "agent_class", "class_path", "make_agent"]

@@ -1,0 +1,88 @@
+"""The contract every agent follows (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Batch = Mapping[str, np.ndarray]
+StateDict = dict[str, Any]
+
+
+class Agent(ABC):
+    """A pixel agent: acts, learns from replay batches, and saves/loads its whole state.
+
+    ``state_dict`` holds everything needed to resume training (networks and optimizers);
+    ``get_weights`` holds only what an acting process needs, for actor/learner weight sync.
+    """
+
+    #: Modules saved and loaded by ``state_dict``; subclasses fill it in ``__init__``.
+    modules: dict[str, nn.Module]
+    #: Optimizers saved and loaded by ``state_dict``.
+    optimizers: dict[str, torch.optim.Optimizer]
+    #: Names in ``modules`` an acting process needs.
+    acting_modules: tuple[str, ...]
+    #: The dataclass holding this agent's hyper-parameters.
+    config_class: type
+    #: The trainer calls ``update`` on every n-th agent step.
+    update_every_steps: int = 1
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+        self.modules = {}
+        self.optimizers = {}
+
+    @abstractmethod
+    def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
+        """Action in [-1, 1] for one observation."""
+
+    @abstractmethod
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """One learning step on a replay batch; returns scalar metrics."""
+
+    def train(self, training: bool = True) -> None:
+        for module in self.modules.values():
+            module.train(training)
+
+    def state_dict(self) -> StateDict:
+        return {
+            "modules": {name: module.state_dict() for name, module in self.modules.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+        }
+
+    def load_state_dict(self, state: StateDict) -> None:
+        _check_names("module", self.modules, state["modules"])
+        _check_names("optimizer", self.optimizers, state["optimizers"])
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+
+    def get_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """CPU copies of the acting modules' parameters."""
+        return {
+            name: {k: v.detach().cpu().clone() for k, v in self.modules[name].state_dict().items()}
+            for name in self.acting_modules
+        }
+
+    def load_weights(self, weights: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        _check_names("acting module", dict.fromkeys(self.acting_modules), weights)
+        for name in self.acting_modules:
+            self.modules[name].load_state_dict(weights[name])
+
+    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, device=self.device)
+
+
+def _check_names(kind: str, expected: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    missing, unexpected = set(expected) - set(given), set(given) - set(expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{kind} names do not match this agent: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )

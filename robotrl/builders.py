@@ -1,0 +1,96 @@
+"""Build the parts of a run (env, agent, replay, logger) from a typed config."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robotrl.agents import agent_class
+from robotrl.agents.base import Agent
+from robotrl.config import TaskConfig, TrainConfig
+from robotrl.envs import make_env
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for, but PyTorch sees no CUDA device")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_train_config(cfg: DictConfig) -> TrainConfig:
+    """Turn the composed Hydra config into typed dataclasses (running their validation)."""
+    train_cfg = OmegaConf.to_object(cfg)
+    if not isinstance(train_cfg, TrainConfig):
+        raise TypeError(f"expected a TrainConfig, got {type(train_cfg).__name__}")
+    train_cfg.agent = agent_config(train_cfg.agent)
+    return train_cfg
+
+
+def agent_config(raw: Any) -> Any:
+    """The typed hyper-parameters of the agent named by ``raw.name`` (dict, DictConfig or dataclass)."""
+    if is_dataclass(raw) and not isinstance(raw, type):
+        return raw
+    name = raw["name"]
+    schema = OmegaConf.structured(agent_class(name).config_class)
+    return OmegaConf.to_object(OmegaConf.merge(schema, raw))
+
+
+def config_record(cfg: TrainConfig) -> dict[str, Any]:
+    """A JSON-ready copy of the whole run config, stored in every checkpoint."""
+    record = asdict(cfg)
+    return record
+
+
+def build_env(
+    task: TaskConfig, env_cfg: Any, seed: int, *, render_mode: str | None = None, **extra: Any
+) -> gym.Env:
+    options = {**task.options, **extra}
+    if render_mode is not None:
+        options["render_mode"] = render_mode
+    return make_env(
+        task.suite,
+        task.name,
+        seed=seed,
+        image_size=int(env_cfg.image_size),
+        action_repeat=int(env_cfg.action_repeat),
+        frame_stack=int(env_cfg.frame_stack),
+        options=options,
+    )
+
+
+def build_agent(agent_cfg: Any, env: gym.Env, device: str) -> Agent:
+    """The agent for ``env``'s pixel observations and continuous actions."""
+    obs_space = env.observation_space
+    assert isinstance(obs_space, gym.spaces.Dict)
+    pixels_shape = obs_space["pixels"].shape
+    action_space = env.action_space
+    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+        raise TypeError(f"pixel agents need a 1-D Box action space, got {action_space}")
+    if not (np.all(action_space.low == -1.0) and np.all(action_space.high == 1.0)):
+        raise ValueError("pixel agents act in [-1, 1]; the env adapter must rescale its actions")
+    assert pixels_shape is not None
+    cls = agent_class(agent_cfg.name)
+    return cls(
+        agent_cfg, obs_shape=tuple(pixels_shape), action_dim=action_space.shape[0], device=device
+    )
+
+
+def run_directory(output_dir: str | Path) -> Path:
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,91 @@
+"""``robotrl-train``: compose the config, build the parts, hand them to the Trainer."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from robotrl.builders import (
+    build_agent,
+    build_env,
+    config_record,
+    resolve_device,
+    run_directory,
+    seed_everything,
+    to_train_config,
+)
+from robotrl.cli.launchers import check_launcher_extras
+from robotrl.config import register_configs
+from robotrl.logger import Logger
+from robotrl.replay import EpisodicReplay
+from robotrl.trainer import Trainer
+
+log = logging.getLogger("robotrl.train")
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> None:
+    run_dir = run_directory(HydraConfig.get().runtime.output_dir)
+    train_cfg = to_train_config(cfg)
+    seed_everything(train_cfg.seed)
+    if train_cfg.torch_threads > 0:
+        torch.set_num_threads(train_cfg.torch_threads)
+    device = resolve_device(train_cfg.device)
+    render_mode = "rgb_array" if train_cfg.logger.save_video else None
+
+    env = build_env(train_cfg.task, train_cfg.env, seed=train_cfg.seed)
+    eval_env = build_env(
+        train_cfg.task, train_cfg.env, seed=train_cfg.seed + 10_000, render_mode=render_mode
+    )
+    agent = build_agent(train_cfg.agent, env, device)
+    replay = EpisodicReplay(
+        capacity=train_cfg.replay.capacity,
+        frame_stack=train_cfg.env.frame_stack,
+        nstep=train_cfg.replay.nstep,
+        discount=train_cfg.agent.discount,
+        directory=run_dir / "replay",
+        seed=train_cfg.seed,
+    )
+    record = config_record(train_cfg)
+    logger = Logger(
+        run_dir,
+        tensorboard=train_cfg.logger.tensorboard,
+        wandb=train_cfg.logger.wandb,
+        wandb_project=train_cfg.logger.wandb_project,
+        config=record,
+    )
+    trainer = Trainer(
+        train_cfg,
+        run_dir,
+        env=env,
+        eval_env=eval_env,
+        agent=agent,
+        replay=replay,
+        logger=logger,
+        config_record=record,
+    )
+    try:
+        result = trainer.train()
+    finally:
+        logger.close()
+        env.close()
+        eval_env.close()
+
+    if result.resumed_from is not None:
+        print(f"(resumed from frame {result.resumed_from})")
+    print(f"Run directory:  {result.run_dir}")
+    print(f"Final eval:     {result.final_eval}")
+    print(f"Learning curve: {result.learning_curve}")
+    print(f"Eval video:     {result.video}")
+    print(f"Checkpoint:     {result.checkpoint}")
+
+
+def main() -> None:
+    register_configs()
+    check_launcher_extras(sys.argv[1:])
+    train()

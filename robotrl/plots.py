@@ -1,0 +1,124 @@
+"""Learning-curve plots from a run's eval CSV, optionally against a published reference curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+from robotrl.logger import FRAME_COLUMN, atomic_write
+
+_BOOTSTRAP_SAMPLES = 2000
+
+
+def plot_learning_curve(
+    eval_csv: Path,
+    out_png: Path,
+    *,
+    metric: str = "episode_return",
+    title: str = "",
+    reference_csv: Path | None = None,
+    reference_task: str | None = None,
+) -> Path:
+    """Plot `metric` from `eval_csv` (a `Logger` eval file) against environment frames.
+
+    Several rows at one frame (e.g. one per eval episode) are drawn as their mean with a min-max
+    band. With `reference_csv` (columns `agent,task,seed,frame,episode_reward`, as in the DrQ-v2
+    curves), the reference's mean over seeds is overlaid with a bootstrap 95% confidence band.
+    `reference_task` picks the task when the reference file holds several. Both x axes must count
+    environment frames (action repeat included) for the comparison to mean anything.
+
+    The PNG is written atomically (the Agg renderer; no display needed). Returns `out_png`.
+    """
+    run = pd.read_csv(eval_csv)
+    if metric not in run.columns:
+        raise ValueError(f"{eval_csv} has no column {metric!r}; columns: {list(run.columns)}")
+    run = run[[FRAME_COLUMN, metric]].dropna()
+    if run.empty:
+        raise ValueError(f"{eval_csv} has no rows with a value for {metric!r}")
+
+    # Figure without pyplot: no global state, no GUI backend, safe inside a training process.
+    figure = Figure(figsize=(6.4, 4.0), dpi=120, layout="constrained")
+    axes = figure.add_subplot()
+
+    if reference_csv is not None:
+        reference = _load_reference(Path(reference_csv), reference_task)
+        agent_name = str(reference["agent"].iloc[0])
+        num_seeds = reference["seed"].nunique()
+        frames, mean, low, high = _mean_with_bootstrap_ci(reference)
+        (line,) = axes.plot(
+            frames, mean, color="tab:gray", label=f"{agent_name} (published, {num_seeds} seeds)"
+        )
+        axes.fill_between(frames, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+    per_frame = run.groupby(FRAME_COLUMN)[metric].agg(["mean", "min", "max", "count"])
+    few_points = len(per_frame) < 20
+    (line,) = axes.plot(
+        per_frame.index,
+        per_frame["mean"],
+        color="tab:blue",
+        marker="o" if few_points else None,
+        label="this run",
+    )
+    if (per_frame["count"] > 1).any():
+        axes.fill_between(
+            per_frame.index,
+            per_frame["min"],
+            per_frame["max"],
+            color=line.get_color(),
+            alpha=0.25,
+            linewidth=0,
+            label="min-max over episodes",
+        )
+
+    axes.set_xlabel("environment frames")
+    axes.set_ylabel(metric.replace("_", " "))
+    axes.xaxis.set_major_formatter(EngFormatter(sep=""))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    if title:
+        axes.set_title(title)
+
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_png) as tmp_path:
+        figure.savefig(tmp_path, format="png")
+    return out_png
+
+
+def _load_reference(reference_csv: Path, task: str | None) -> pd.DataFrame:
+    # The published files start with an unnamed index column.
+    reference = pd.read_csv(reference_csv, index_col=0)
+    required = {"agent", "task", "seed", "frame", "episode_reward"}
+    missing = required - set(reference.columns)
+    if missing:
+        raise ValueError(f"{reference_csv} lacks reference columns {sorted(missing)}")
+    tasks = sorted(reference["task"].unique())
+    if task is None:
+        if len(tasks) != 1:
+            raise ValueError(f"{reference_csv} holds tasks {tasks}; pass reference_task")
+        task = tasks[0]
+    selected = reference[reference["task"] == task]
+    if selected.empty:
+        raise ValueError(f"{reference_csv} has no task {task!r}; it has {tasks}")
+    return selected.dropna(subset=["episode_reward"])
+
+
+def _mean_with_bootstrap_ci(
+    reference: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the mean over seeds and a percentile-bootstrap 95% CI of that mean."""
+    rng = np.random.default_rng(0)  # fixed, so the same inputs give the same picture
+    frames, means, lows, highs = [], [], [], []
+    for frame, group in reference.groupby("frame"):
+        returns = group["episode_reward"].to_numpy(dtype=float)
+        resampled = rng.choice(returns, size=(_BOOTSTRAP_SAMPLES, len(returns))).mean(axis=1)
+        low, high = np.percentile(resampled, [2.5, 97.5])
+        frames.append(frame)
+        means.append(returns.mean())
+        lows.append(low)
+        highs.append(high)
+    return np.asarray(frames), np.asarray(means), np.asarray(lows), np.asarray(highs)

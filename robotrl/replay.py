@@ -1,0 +1,428 @@
+"""Episodic replay for pixel RL: frames stored once, stacks and n-step returns built when sampled.
+
+Layout. The env stacks frames (``pixels`` is ``[..., C*stack, H, W]``), but consecutive stacks
+share all but one frame, so the buffer keeps only the newest ``C`` channels of each observation,
+in one preallocated ``[capacity, ..., C, H, W]`` uint8 array. Each finished episode of ``T``
+transitions occupies ``T + 1`` contiguous slots of a ring (slot ``t`` holds observation ``t`` and
+the action/reward taken from it), so a stack is rebuilt by gathering slots ``t-stack+1 .. t``,
+clamped at the episode's first slot: exactly the stack the env built by repeating its reset frame.
+Per-slot index arrays (episode start, last slot, terminated) make sampling one vectorised gather.
+
+n-step. For a transition at step ``t`` of an episode with ``T`` transitions, ``n' = min(n, T - t)``,
+``reward = sum_{i<n'} discount^i r_{t+i}``, ``discount = discount^n'`` (zero when the episode
+terminated and ``t + n' == T``; truncation bootstraps) and ``next_obs`` is observation ``t + n'``.
+Every transition is sampleable. The DrQ-v2 reference only samples starts with a full n-step
+window; we keep the shortened windows so an episode's last steps are trained on too, which is the
+n-step definition of the paper (a return truncated at the episode end).
+
+Extensions this layout is meant to take without a rewrite:
+- TACO (action sequences ``a_t..a_{t+K-1}`` and ``o_{t+K}``): draw start slots whose episode has
+  ``K`` steps left, then gather ``action[t + arange(K)]`` like the rewards below and call
+  ``_stack(t + K)``.
+- RLPD (50/50 demo/online batches): a small wrapper samples ``B/2`` from two ``EpisodicReplay``
+  instances and concatenates the dicts; both return the same keys and dtypes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Obs = dict[str, np.ndarray]
+Episode = dict[str, np.ndarray]
+
+EPISODE_FILE = re.compile(r"^episode_(\d+)_len(\d+)\.npz$")
+AFTER_CHECKPOINT_DIR = "after_checkpoint"
+_RESERVED_KEYS = frozenset({"frames", "action", "reward", "terminated"})
+
+
+def episode_filename(index: int, length: int) -> str:
+    """Disk name of finished episode ``index`` with ``length`` transitions."""
+    return f"episode_{index:06d}_len{length}.npz"
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where an episode lives in the ring: its ``length + 1`` frames fill ``[start, end)``."""
+
+    index: int
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length + 1
+
+
+@dataclass
+class _Storage:
+    """Per-slot arrays. Allocated with ``np.empty`` so untouched capacity costs no memory."""
+
+    frames: np.ndarray  # [capacity, ..., C, H, W] uint8: newest frame of each observation
+    action: np.ndarray  # [capacity, A] float32: action taken from this slot's observation
+    reward: np.ndarray  # [capacity] float32
+    episode_start: np.ndarray  # [capacity] int64: slot of the episode's first observation
+    episode_last: np.ndarray  # [capacity] int64: slot of its last observation (start + T)
+    terminated: np.ndarray  # [capacity] bool: the slot's episode ended by termination
+    extras: dict[str, np.ndarray]  # non-pixel observations per slot, e.g. proprio [capacity, P]
+
+    @classmethod
+    def allocate(cls, capacity: int, episode: Episode) -> _Storage:
+        extras = {
+            key: np.empty((capacity, *value.shape[1:]), value.dtype)
+            for key, value in episode.items()
+            if key not in _RESERVED_KEYS
+        }
+        return cls(
+            frames=np.empty((capacity, *episode["frames"].shape[1:]), np.uint8),
+            action=np.empty((capacity, *episode["action"].shape[1:]), np.float32),
+            reward=np.empty(capacity, np.float32),
+            episode_start=np.empty(capacity, np.int64),
+            episode_last=np.empty(capacity, np.int64),
+            terminated=np.empty(capacity, bool),
+            extras=extras,
+        )
+
+    def arrays(self) -> list[np.ndarray]:
+        fixed = [self.frames, self.action, self.reward]
+        fixed += [self.episode_start, self.episode_last, self.terminated]
+        return fixed + list(self.extras.values())
+
+    def check_compatible(self, episode: Episode) -> None:
+        expected = {"frames": self.frames, "action": self.action, **self.extras}
+        if set(episode) - {"reward", "terminated"} != set(expected):
+            raise ValueError(f"episode keys {sorted(episode)} differ from the buffer's")
+        for key, array in expected.items():
+            if episode[key].shape[1:] != array.shape[1:]:
+                raise ValueError(
+                    f"episode {key!r} has per-step shape {episode[key].shape[1:]}, "
+                    f"buffer stores {array.shape[1:]}"
+                )
+
+
+class EpisodicReplay:
+    """Ring of finished episodes with frame stacks and n-step returns built at sample time.
+
+    ``capacity`` counts frame slots in memory (an episode of T transitions takes T + 1); the
+    oldest whole episodes are evicted first. With ``directory`` set, every finished episode is
+    written there atomically as it ends, so a crash loses at most the episode in progress.
+    """
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        frame_stack: int,
+        nstep: int,
+        discount: float,
+        directory: Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        if capacity < 2 or frame_stack < 1 or nstep < 1 or not 0.0 <= discount <= 1.0:
+            raise ValueError(
+                "need capacity >= 2, frame_stack >= 1, nstep >= 1, 0 <= discount <= 1; got "
+                f"{capacity=}, {frame_stack=}, {nstep=}, {discount=}"
+            )
+        self.capacity = capacity
+        self.frame_stack = frame_stack
+        self.nstep = nstep
+        self.discount = discount
+        self.directory = Path(directory) if directory is not None else None
+        self._rng = np.random.default_rng(seed)
+        self._storage: _Storage | None = None
+        self._placements: deque[_Placement] = deque()  # in memory, oldest first
+        self._cursor = 0  # first free slot after the newest episode
+        self._num_transitions = 0
+        self._num_episodes = 0
+        self._valid_slots: np.ndarray | None = None  # cached sampleable slots; None = stale
+        self._staged: dict[str, list[np.ndarray]] | None = None  # episode in progress
+        self._channels: int | None = None
+        self._directory_checked = False
+
+    # ---------------------------------------------------------------- adding
+    def start_episode(self, obs: Obs) -> None:
+        """Begin an episode from ``env.reset()``'s observation (drops any unfinished episode)."""
+        pixels = np.asarray(obs["pixels"])
+        if pixels.dtype != np.uint8 or pixels.ndim < 3:
+            raise ValueError(
+                f"pixels must be uint8 [..., C*stack, H, W], got {pixels.dtype} {pixels.shape}"
+            )
+        if self._channels is None:
+            if pixels.shape[-3] % self.frame_stack:
+                raise ValueError(
+                    f"{pixels.shape[-3]} channels is not a multiple of "
+                    f"frame_stack={self.frame_stack}"
+                )
+            self._channels = pixels.shape[-3] // self.frame_stack
+        newest = pixels[..., -self._channels :, :, :]
+        # Clamping at the episode start is only right if the env repeats its reset frame
+        # (Gymnasium's FrameStackObservation pads with zeros by default, for instance).
+        if not np.array_equal(pixels, np.concatenate([newest] * self.frame_stack, axis=-3)):
+            raise ValueError("reset observation must repeat its first frame over the whole stack")
+        self._staged = {"frames": [newest.copy()], "action": [], "reward": []}
+        for key in obs.keys() - {"pixels"}:
+            if key in _RESERVED_KEYS:
+                raise ValueError(f"observation key {key!r} clashes with a replay field")
+            self._staged[key] = [np.array(obs[key])]
+
+    def add(
+        self,
+        action: np.ndarray,
+        reward: float,
+        next_obs: Obs,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Append one transition; a terminated or truncated episode becomes sampleable."""
+        if self._staged is None or self._channels is None:
+            raise RuntimeError("call start_episode() before add()")
+        staged = self._staged
+        staged["frames"].append(np.array(next_obs["pixels"][..., -self._channels :, :, :]))
+        for key in staged.keys() - _RESERVED_KEYS:
+            staged[key].append(np.array(next_obs[key]))
+        staged["action"].append(np.asarray(action, np.float32).reshape(-1))
+        staged["reward"].append(np.array(reward, np.float32))
+        if len(staged["frames"]) > self.capacity:
+            raise ValueError(
+                f"episode needs more than capacity={self.capacity} frame slots; raise capacity"
+            )
+        if terminated or truncated:
+            self._finish(terminated)
+
+    def _finish(self, terminated: bool) -> None:
+        assert self._staged is not None
+        episode = {key: np.stack(values) for key, values in self._staged.items()}
+        episode["terminated"] = np.array(bool(terminated))
+        self._staged = None
+        index = self._num_episodes
+        if self.directory is not None:
+            self._save(index, episode)  # before counting it, so counters never run ahead of disk
+        self._num_episodes += 1
+        placement = self._place(index, len(episode["reward"]))
+        self._write(placement, episode)
+
+    # ---------------------------------------------------------------- ring allocation
+    def _place(self, index: int, length: int) -> _Placement:
+        """Reserve contiguous slots for an episode, evicting the oldest episodes in the way.
+
+        Touches only metadata, so ``restore`` can replay the allocation from file names alone.
+        """
+        if length + 1 > self.capacity:
+            raise ValueError(f"episode {index} has {length + 1} frames > capacity={self.capacity}")
+        start = self._cursor
+        if start + length + 1 > self.capacity:
+            # The episodes between the cursor and the array's end are the oldest; evict them
+            # before wrapping so that eviction stays oldest-first.
+            while self._placements and self._placements[0].start >= start:
+                self._evict_oldest()
+            start = 0
+        # Episodes at or after `start` are the oldest, in memory order: evict those overlapping.
+        while self._placements and start <= self._placements[0].start < start + length + 1:
+            self._evict_oldest()
+        placement = _Placement(index, start, length)
+        self._placements.append(placement)
+        self._cursor = placement.end
+        self._num_transitions += length
+        self._valid_slots = None
+        return placement
+
+    def _evict_oldest(self) -> None:
+        self._num_transitions -= self._placements.popleft().length
+        self._valid_slots = None
+
+    def _write(self, placement: _Placement, episode: Episode) -> None:
+        if self._storage is None:
+            self._storage = _Storage.allocate(self.capacity, episode)
+        storage = self._storage
+        storage.check_compatible(episode)
+        start, end, last = placement.start, placement.end, placement.end - 1
+        storage.frames[start:end] = episode["frames"]
+        storage.action[start:last] = episode["action"]
+        storage.reward[start:last] = episode["reward"]
+        storage.episode_start[start:end] = start
+        storage.episode_last[start:end] = last
+        storage.terminated[start:end] = bool(episode["terminated"])
+        for key, array in storage.extras.items():
+            array[start:end] = episode[key]
+
+    # ---------------------------------------------------------------- sampling
+    def __len__(self) -> int:
+        """Number of sampleable transitions (finished episodes in memory)."""
+        return self._num_transitions
+
+    @property
+    def num_episodes(self) -> int:
+        """Finished episodes added over the buffer's life (= episode files on disk)."""
+        return self._num_episodes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes reserved by the storage arrays (pages are committed only once written)."""
+        return 0 if self._storage is None else sum(a.nbytes for a in self._storage.arrays())
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Uniform batch: obs, action, reward, discount, next_obs (+ extras and ``next_<key>``)."""
+        if self._num_transitions == 0 or self._storage is None:
+            raise ValueError("no finished episode to sample from")
+        if self._valid_slots is None:
+            self._valid_slots = np.concatenate(
+                [np.arange(p.start, p.end - 1) for p in self._placements]
+            )
+        slots = self._valid_slots[self._rng.integers(len(self._valid_slots), size=batch_size)]
+        return self._nstep_batch(slots)
+
+    def _nstep_batch(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        storage = self._storage
+        assert storage is not None
+        last = storage.episode_last[slots]
+        steps = np.minimum(self.nstep, last - slots)  # n' >= 1: a valid slot is before `last`
+        offsets = np.arange(self.nstep)
+        # Clamp so the gather never leaves the episode; the mask zeroes the clamped terms.
+        reward_slots = np.minimum(slots[:, None] + offsets, last[:, None] - 1)
+        weights = np.where(offsets < steps[:, None], self.discount ** offsets.astype(np.float64), 0)
+        reward = (storage.reward[reward_slots] * weights).sum(axis=1)
+        next_slots = slots + steps
+        ends_in_terminal = storage.terminated[slots] & (next_slots == last)
+        discount = np.where(ends_in_terminal, 0.0, self.discount ** steps.astype(np.float64))
+        batch = {
+            "obs": self._stack(slots),
+            "action": storage.action[slots],
+            "reward": reward.astype(np.float32)[:, None],
+            "discount": discount.astype(np.float32)[:, None],
+            "next_obs": self._stack(next_slots),
+        }
+        for key, array in storage.extras.items():
+            batch[key] = array[slots]
+            batch[f"next_{key}"] = array[next_slots]
+        return batch
+
+    def _stack(self, slots: np.ndarray) -> np.ndarray:
+        """Frame stacks ``[B, ..., C*stack, H, W]`` ending at ``slots``, oldest frame first."""
+        storage = self._storage
+        assert storage is not None
+        frame_slots = slots[:, None] + np.arange(1 - self.frame_stack, 1)
+        frame_slots = np.maximum(frame_slots, storage.episode_start[slots][:, None])
+        frames = storage.frames[frame_slots]  # [B, stack, ..., C, H, W]
+        frames = np.moveaxis(frames, 1, -4)  # stack next to channels (a no-op for one camera)
+        return frames.reshape(*frames.shape[:-4], -1, *frames.shape[-2:])
+
+    def rng_state(self) -> dict[str, Any]:
+        """Sampling RNG state as a JSON-serialisable dict, for checkpoints."""
+        return dict(self._rng.bit_generator.state)
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore the sampling RNG from :meth:`rng_state`'s dict."""
+        pass
+
+    # ---------------------------------------------------------------- disk
+    def _save(self, index: int, episode: Episode) -> None:
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self._directory_checked:
+            # Scanned once, not per episode: overwriting files of another run would lose data.
+            later = [p for i, p in self._episode_files().items() if i >= index]
+            if later:
+                raise FileExistsError(
+                    f"{later[0]} already exists; call restore() to resume from "
+                    f"{self.directory} or use an empty directory"
+                )
+            self._directory_checked = True
+        path = self.directory / episode_filename(index, len(episode["reward"]))
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **episode)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(self.directory, os.O_RDONLY)  # make the rename itself durable
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _episode_files(self) -> dict[int, Path]:
+        assert self.directory is not None
+        files: dict[int, Path] = {}
+        for path in sorted(self.directory.glob("episode_*.npz")):
+            match = EPISODE_FILE.match(path.name)
+            if match is None:
+                continue
+            index = int(match.group(1))
+            if index in files:
+                raise ValueError(f"two files for episode {index}: {files[index]} and {path}")
+            files[index] = path
+        return files
+
+    def restore(self, num_episodes: int) -> None:
+        """Reload episodes ``0..num_episodes-1`` from ``directory`` after a crash.
+
+        Only the newest episodes that fit ``capacity`` are read into memory, placed exactly where
+        the uninterrupted buffer had them. Episode files written after the checkpoint are moved
+        (never deleted) to ``directory/after_checkpoint/`` so counters and data agree.
+        """
+        if self.directory is None:
+            raise ValueError("restore() needs the buffer's directory")
+        files = self._episode_files() if self.directory.is_dir() else {}
+        for index in range(num_episodes):
+            if index not in files:
+                name = f"episode_{index:06d}_len*.npz"
+                raise FileNotFoundError(f"replay episode file {self.directory / name} is missing")
+        later = [path for index, path in files.items() if index >= num_episodes]
+        self._set_aside(later + sorted(self.directory.glob(".episode_*.tmp")))
+
+        self._placements.clear()
+        self._cursor = self._num_transitions = 0
+        self._valid_slots, self._staged = None, None
+        for index in range(num_episodes):
+            match = EPISODE_FILE.match(files[index].name)
+            assert match is not None
+            self._place(index, int(match.group(2)))
+        for placement in self._placements:
+            episode = load_episode(files[placement.index])
+            if len(episode["reward"]) != placement.length:
+                raise ValueError(
+                    f"{files[placement.index]} holds {len(episode['reward'])} "
+                    "transitions, not the length in its name"
+                )
+            if self._channels is None:
+                self._channels = episode["frames"].shape[-3]
+            self._write(placement, episode)
+        self._num_episodes = num_episodes
+        self._directory_checked = True
+
+    def _set_aside(self, paths: list[Path]) -> None:
+        assert self.directory is not None
+        if not paths:
+            return
+        aside = self.directory / AFTER_CHECKPOINT_DIR
+        aside.mkdir(exist_ok=True)
+        for path in paths:
+            target, copy = aside / path.name, 1
+            while target.exists():  # a second crash may set aside the same name again
+                target, copy = aside / f"{path.name}.{copy}", copy + 1
+            os.replace(path, target)
+
+
+def load_episode(path: Path) -> Episode:
+    """Read one episode file (never unpickling); a damaged file raises ValueError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            episode = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"replay episode file {path} is corrupt: {error}") from error
+    missing = _RESERVED_KEYS - episode.keys()
+    if missing:
+        raise ValueError(f"replay episode file {path} is corrupt: missing {sorted(missing)}")
+    length = len(episode["reward"])
+    frames, action = episode["frames"], episode["action"]
+    if frames.dtype != np.uint8 or len(frames) != length + 1 or len(action) != length:
+        raise ValueError(f"replay episode file {path} is corrupt: inconsistent array lengths")
+    return episode

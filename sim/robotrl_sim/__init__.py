@@ -1,0 +1,13 @@
+"""Simulators for robotrl: the built-in pixel tasks and benchmark adapters.
+
+The core finds the suites through the ``robotrl.envs`` entry points (``builtin``, ``dmc``); each
+suite module exposes ``make_env(task, *, seed, image_size, action_repeat, **options)``.
+"""
+
+import os
+
+# Headless EGL rendering unless the user chose a backend; MuJoCo reads this when it first renders,
+# so it has to be set before any submodule imports mujoco or dm_control.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+__all__: list[str] = []

@@ -1,0 +1,365 @@
+"""EpisodicReplay: frame stacks, n-step values, eviction, disk persistence and restore.
+
+Frames encode (episode, step) in their pixel values, so every sampled stack says which
+observations it holds; each is compared with what the env's own FrameStack produced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from robotrl.envs.wrappers import FrameStack
+from robotrl.replay import AFTER_CHECKPOINT_DIR, EpisodicReplay, episode_filename
+
+STACK = 3
+GAMMA = 0.99
+
+
+class CountingEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+    """3×8×8 frames: channel 0 = step, channels 1-2 = episode id (low/high byte)."""
+
+    observation_space = spaces.Dict(
+        {
+            "pixels": spaces.Box(0, 255, (3, 8, 8), np.uint8),
+            "proprio": spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        }
+    )
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        assert options is not None
+        self.episode, self.length = options["episode"], options["length"]
+        self.terminate, self.step_count = options["terminate"], 0
+        return self._obs(), {}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        reward = reward_of(self.episode, self.step_count)
+        self.step_count += 1
+        done = self.step_count == self.length
+        return self._obs(), reward, done and self.terminate, done and not self.terminate, {}
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        frame = np.empty((3, 8, 8), np.uint8)
+        frame[0], frame[1], frame[2] = self.step_count, self.episode % 256, self.episode // 256
+        proprio = np.array([self.episode, self.step_count], np.float32)
+        return {"pixels": frame, "proprio": proprio}
+
+
+def reward_of(episode: int, step: int) -> float:
+    return 1.0 + 0.01 * step + 0.1 * (episode % 7)
+
+
+class Recorder:
+    """Runs episodes through FrameStack into a buffer and remembers every stacked observation."""
+
+    def __init__(self, buffer: EpisodicReplay, constant_reward: float | None = None) -> None:
+        self.buffer, self.env = buffer, FrameStack(CountingEnv(), STACK)
+        self.obs: dict[int, list[dict[str, np.ndarray]]] = {}
+        self.rewards: dict[int, list[float]] = {}
+        self.terminated: dict[int, bool] = {}
+        self.constant_reward = constant_reward
+
+    def run(self, length: int, terminate: bool = True, finish: bool = True) -> int:
+        episode = len(self.obs)
+        options = {"episode": episode, "length": length, "terminate": terminate}
+        obs, _ = self.env.reset(options=options)
+        self.obs[episode], self.rewards[episode] = [obs], []
+        self.terminated[episode] = terminate
+        self.buffer.start_episode(obs)
+        for step in range(length if finish else length - 1):
+            action = np.array([episode, step], np.float32)
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            reward = self.constant_reward if self.constant_reward is not None else float(reward)
+            self.obs[episode].append(obs)
+            self.rewards[episode].append(reward)
+            self.buffer.add(action, reward, obs, terminated, truncated)
+        return episode
+
+    def check(self, batch: dict[str, np.ndarray]) -> list[tuple[int, int]]:
+        """Assert every sampled transition against the recording; return its (episode, step)s."""
+        nstep, found = self.buffer.nstep, []
+        for i in range(len(batch["obs"])):
+            step, episode = identify(batch["obs"][i])
+            obs, rewards = self.obs[episode], self.rewards[episode]
+            length = len(rewards)
+            n = min(nstep, length - step)
+            np.testing.assert_array_equal(batch["obs"][i], obs[step]["pixels"])
+            np.testing.assert_array_equal(batch["next_obs"][i], obs[step + n]["pixels"])
+            np.testing.assert_array_equal(batch["proprio"][i], obs[step]["proprio"])
+            np.testing.assert_array_equal(batch["next_proprio"][i], obs[step + n]["proprio"])
+            np.testing.assert_array_equal(batch["action"][i], [episode, step])
+            expected = sum(GAMMA**k * rewards[step + k] for k in range(n))
+            assert batch["reward"][i, 0] == pytest.approx(expected, rel=1e-6)
+            ends = self.terminated[episode] and step + n == length
+            assert batch["discount"][i, 0] == pytest.approx(0.0 if ends else GAMMA**n, rel=1e-6)
+            found.append((episode, step))
+        return found
+
+
+def identify(stack: np.ndarray) -> tuple[int, int]:
+    """(step, episode) of a stack's newest frame."""
+    newest = stack[-3:, 0, 0].astype(int)
+    return newest[0], newest[1] + 256 * newest[2]
+
+
+def make_buffer(capacity: int = 1000, nstep: int = 3, **kwargs: Any) -> EpisodicReplay:
+    return EpisodicReplay(
+        capacity=capacity, frame_stack=STACK, nstep=nstep, discount=GAMMA, **kwargs
+    )
+
+
+def test_batch_shapes_and_dtypes() -> None:
+    recorder = Recorder(make_buffer())
+    recorder.run(10)
+    batch = recorder.buffer.sample(16)
+    assert batch["obs"].shape == batch["next_obs"].shape == (16, 9, 8, 8)
+    assert batch["obs"].dtype == batch["next_obs"].dtype == np.uint8
+    assert batch["action"].shape == (16, 2) and batch["action"].dtype == np.float32
+    for key in ("reward", "discount"):
+        assert batch[key].shape == (16, 1) and batch[key].dtype == np.float32
+    assert batch["proprio"].shape == batch["next_proprio"].shape == (16, 2)
+
+
+def test_full_window_nstep_reward_and_discount() -> None:
+    recorder = Recorder(make_buffer(nstep=3), constant_reward=1.0)
+    recorder.run(20, terminate=False)
+    batch = recorder.buffer.sample(500)
+    steps = np.array([identify(obs)[0] for obs in batch["obs"]])
+    full = steps <= 20 - 3
+    assert full.sum() > 100
+    np.testing.assert_allclose(batch["reward"][full, 0], 2.9701, rtol=1e-6)
+    np.testing.assert_allclose(batch["discount"][full, 0], 0.970299, rtol=1e-6)
+    recorder.check(batch)
+    assert set(steps) == set(range(20)), "every transition, the last steps too, is sampleable"
+
+
+def test_stacks_are_framestack_output_with_clamping_at_episode_start() -> None:
+    recorder = Recorder(make_buffer(nstep=2))
+    recorder.run(12)
+    batch = recorder.buffer.sample(400)
+    found = recorder.check(batch)
+    # Spell out the clamping the recording check relies on: oldest frame first.
+    for i, (_, step) in enumerate(found):
+        stack_steps = batch["obs"][i, ::3, 0, 0].tolist()
+        assert stack_steps == [max(step - 2, 0), max(step - 1, 0), step]
+    assert {step for _, step in found} >= {0, 1, 2}
+
+
+def test_windows_near_the_end_are_shortened_and_stay_in_their_episode() -> None:
+    recorder = Recorder(make_buffer(nstep=4))
+    for length in (5, 2, 7, 1, 6):
+        recorder.run(length, terminate=False)
+    batch = recorder.buffer.sample(1000)
+    found = recorder.check(batch)
+    for i, (episode, step) in enumerate(found):
+        next_step, next_episode = identify(batch["next_obs"][i])
+        assert next_episode == episode
+        assert next_step == min(step + 4, len(recorder.rewards[episode]))
+    assert (3, 0) in found  # a one-step episode: window of 1
+
+
+@pytest.mark.parametrize("terminate", [True, False])
+def test_terminated_zeroes_the_discount_truncated_bootstraps(terminate: bool) -> None:
+    recorder = Recorder(make_buffer(nstep=3))
+    recorder.run(8, terminate=terminate)
+    found = recorder.check(batch := recorder.buffer.sample(500))
+    by_step = {step: batch["discount"][i, 0] for i, (_, step) in enumerate(found)}
+    for step, n in ((4, 3), (5, 3), (6, 2), (7, 1)):
+        expected = 0.0 if terminate and step + n == 8 else GAMMA**n
+        assert by_step[step] == pytest.approx(expected)
+
+
+def test_unfinished_episode_is_never_sampled() -> None:
+    recorder = Recorder(make_buffer())
+    recorder.run(6, finish=False)
+    assert len(recorder.buffer) == 0
+    with pytest.raises(ValueError, match="no finished episode"):
+        recorder.buffer.sample(4)
+    recorder.run(5)  # drops the unfinished episode 0
+    recorder.run(9, finish=False)
+    assert len(recorder.buffer) == 5
+    found = recorder.check(recorder.buffer.sample(300))
+    assert {episode for episode, _ in found} == {1}
+
+
+def test_eviction_keeps_newest_episodes_and_sampling_stays_correct_after_wraparound() -> None:
+    capacity, max_length, rng = 60, 24, np.random.default_rng(3)
+    recorder = Recorder(make_buffer(capacity=capacity, nstep=3))
+    lengths = rng.integers(1, max_length + 1, size=80)
+    for length in lengths:
+        newest = recorder.run(int(length), terminate=bool(rng.integers(2)))
+        recorder.check(recorder.buffer.sample(100))
+        newest_frames = recorder.buffer.sample(2000)["obs"][:, -3:, 0, 0].astype(int)
+        kept = sorted(set(newest_frames[:, 1] + 256 * newest_frames[:, 2]))
+        # What remains is a run of the newest episodes, and `len` counts exactly their steps.
+        assert kept == list(range(kept[0], newest + 1))
+        assert len(recorder.buffer) == sum(lengths[kept[0] : newest + 1])
+        frames = sum(lengths[kept[0] : newest + 1] + 1)
+        assert frames <= capacity
+        # Eviction is not over-eager: at most one episode of waste at the end and one in front.
+        if kept[0] > 0:
+            assert frames > capacity - 2 * (max_length + 1)
+    assert recorder.buffer.num_episodes == 80
+
+
+def test_wrapping_evicts_the_oldest_episodes_left_at_the_end_of_the_ring() -> None:
+    recorder = Recorder(make_buffer(capacity=20, nstep=2))
+
+    def kept() -> set[int]:
+        return {episode for episode, _ in recorder.check(recorder.buffer.sample(300))}
+
+    for length in (7, 3, 3, 3):  # slots [0,8) [8,12) [12,16) [16,20): the ring is full
+        recorder.run(length)
+    recorder.run(7)  # wraps to [0,8), evicting episode 0
+    recorder.run(1)  # [8,10) evicts episode 1; episodes 2 and 3 are left ahead of the cursor
+    assert kept() == {2, 3, 4, 5} and len(recorder.buffer) == 14
+    recorder.run(10)  # 11 frames do not fit in [10,20): wrap, evicting 2 and 3, then 4 and 5
+    assert kept() == {6} and len(recorder.buffer) == 10
+
+
+def test_episode_longer_than_capacity_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="capacity=10"):
+        Recorder(make_buffer(capacity=10)).run(10)
+
+
+def test_reset_stack_must_repeat_the_first_frame() -> None:
+    buffer = make_buffer()
+    pixels = np.zeros((9, 8, 8), np.uint8)
+    pixels[6:] = 7  # zero-padded like gymnasium's FrameStackObservation default
+    with pytest.raises(ValueError, match="repeat its first frame"):
+        buffer.start_episode({"pixels": pixels})
+
+
+def test_multi_camera_stacks_per_camera() -> None:
+    buffer = EpisodicReplay(capacity=100, frame_stack=2, nstep=1, discount=GAMMA)
+    # Two cameras, one channel each: camera v's frame at step t is filled with 10 * t + v.
+    frames = [
+        np.stack([np.full((1, 4, 4), 10 * t + v, np.uint8) for v in (0, 1)]) for t in range(4)
+    ]
+    stacked = [np.concatenate([frames[max(t - 1, 0)], frames[t]], axis=1) for t in range(4)]
+    buffer.start_episode({"pixels": stacked[0]})
+    for t in range(1, 4):
+        buffer.add(np.zeros(1), 0.0, {"pixels": stacked[t]}, t == 3, False)
+    batch = buffer.sample(50)
+    assert batch["obs"].shape == (50, 2, 2, 4, 4)
+    for obs, next_obs in zip(batch["obs"], batch["next_obs"], strict=True):
+        step = int(obs[0, -1, 0, 0]) // 10
+        np.testing.assert_array_equal(obs, stacked[step])
+        np.testing.assert_array_equal(next_obs, stacked[step + 1])
+
+
+def test_episodes_are_written_to_disk_as_they_finish(tmp_path: Path) -> None:
+    recorder = Recorder(make_buffer(directory=tmp_path))
+    recorder.run(4, finish=False)
+    assert list(tmp_path.iterdir()) == []
+    recorder.run(5)
+    recorder.run(3, terminate=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        episode_filename(0, 5),
+        episode_filename(1, 3),
+    ]
+    with np.load(tmp_path / "episode_000000_len5.npz", allow_pickle=False) as data:
+        assert data["frames"].shape == (6, 3, 8, 8) and data["frames"].dtype == np.uint8
+        assert data["action"].shape == (5, 2) and data["action"].dtype == np.float32
+        assert data["reward"].shape == (5,) and data["reward"].dtype == np.float32
+        assert data["terminated"].shape == () and bool(data["terminated"])
+        np.testing.assert_array_equal(data["proprio"][:, 1], np.arange(6))
+    assert recorder.buffer.num_episodes == 2
+
+
+@pytest.mark.parametrize("capacity", [1000, 40])
+def test_restore_reloads_identically(tmp_path: Path, capacity: int) -> None:
+    recorder = Recorder(make_buffer(capacity=capacity, directory=tmp_path, seed=5))
+    for length in (7, 3, 11, 5, 9, 4, 8):
+        recorder.run(length, terminate=length % 2 == 1)
+    before = recorder.buffer
+    state = json.loads(json.dumps({"episodes": before.num_episodes, "rng": before.rng_state()}))
+
+    after = make_buffer(capacity=capacity, directory=tmp_path, seed=99)
+    after.restore(state["episodes"])
+    after.set_rng_state(state["rng"])
+    assert after.num_episodes == 7 and len(after) == len(before)
+    batch_before, batch_after = before.sample(256), after.sample(256)
+    assert batch_before.keys() == batch_after.keys()
+    for key in batch_before:
+        np.testing.assert_array_equal(batch_before[key], batch_after[key], err_msg=key)
+    recorder.buffer = after  # keeps adding after the restore, with the same file numbering
+    recorder.run(6)
+    assert (tmp_path / episode_filename(7, 6)).exists()
+    recorder.check(after.sample(300))
+
+
+def test_restore_moves_later_episode_files_aside(tmp_path: Path) -> None:
+    recorder = Recorder(make_buffer(directory=tmp_path))
+    for length in (3, 4, 5):
+        recorder.run(length)
+    checkpoint = recorder.buffer.num_episodes
+    recorder.run(6)
+    recorder.run(2)
+    (tmp_path / ".episode_000005_len9.npz.tmp").write_bytes(b"half-written")
+
+    restored = make_buffer(directory=tmp_path)
+    restored.restore(checkpoint)
+    assert restored.num_episodes == 3 and len(restored) == 12
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        episode_filename(0, 3),
+        episode_filename(1, 4),
+        episode_filename(2, 5),
+    ]
+    assert sorted(p.name for p in (tmp_path / AFTER_CHECKPOINT_DIR).iterdir()) == [
+        ".episode_000005_len9.npz.tmp",
+        episode_filename(3, 6),
+        episode_filename(4, 2),
+    ]
+    recorder.buffer = restored
+    found = recorder.check(restored.sample(200))
+    assert {episode for episode, _ in found} == {0, 1, 2}
+
+
+def test_fresh_buffer_refuses_to_overwrite_episode_files(tmp_path: Path) -> None:
+    Recorder(make_buffer(directory=tmp_path)).run(3)
+    with pytest.raises(FileExistsError, match="restore"):
+        Recorder(make_buffer(directory=tmp_path)).run(3)
+
+
+def test_missing_episode_file_is_a_clear_error(tmp_path: Path) -> None:
+    recorder = Recorder(make_buffer(directory=tmp_path))
+    for length in (3, 4, 5):
+        recorder.run(length)
+    (tmp_path / episode_filename(1, 4)).unlink()
+    with pytest.raises(FileNotFoundError, match="episode_000001"):
+        make_buffer(directory=tmp_path).restore(3)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_episode_file_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    recorder = Recorder(make_buffer(directory=tmp_path))
+    recorder.run(3)
+    recorder.run(20)
+    path = tmp_path / episode_filename(1, 20)
+    data = path.read_bytes()
+    path.write_bytes(b"not an npz file" if damage == "garbage" else data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"episode_000001_len20\.npz is corrupt"):
+        make_buffer(directory=tmp_path).restore(2)
+
+
+def test_rng_state_round_trips_through_json() -> None:
+    recorder = Recorder(make_buffer(seed=1))
+    recorder.run(30)
+    state = json.loads(json.dumps(recorder.buffer.rng_state()))
+    first = recorder.buffer.sample(32)
+    assert not np.array_equal(first["obs"], recorder.buffer.sample(32)["obs"])
+    recorder.buffer.set_rng_state(state)
+    np.testing.assert_array_equal(first["obs"], recorder.buffer.sample(32)["obs"])
