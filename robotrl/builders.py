@@ -42,7 +42,7 @@ def to_train_config(cfg: DictConfig) -> TrainConfig:
 
 
 def agent_config(raw: Any) -> Any:
-    """The typed hyper-parameters of the agent named by ``raw.name`` (dict, DictConfig or dataclass)."""
+    """Typed hyper-parameters of the agent ``raw.name`` (from a dict, DictConfig or dataclass)."""
     if is_dataclass(raw) and not isinstance(raw, type):
         return raw
     name = raw["name"]

@@ -43,7 +43,9 @@ def flatten_state(state: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor]
             tensors[path] = value.detach().cpu().contiguous().clone()
             return {"__tensor__": path}
         if isinstance(value, dict):
-            return {"__dict__": [[key, encode(item, f"{path}/{key}")] for key, item in value.items()]}
+            return {
+                "__dict__": [[key, encode(item, f"{path}/{key}")] for key, item in value.items()]
+            }
         if isinstance(value, tuple):
             return {"__tuple__": [encode(item, f"{path}/{i}") for i, item in enumerate(value)]}
         if isinstance(value, list):
@@ -107,7 +109,10 @@ def checkpoint_name(frame: int) -> str:
 
 
 def save_checkpoint(directory: Path, frame: int, state: Any, meta: dict[str, Any]) -> Path:
-    """Atomically write ``state`` (nested, with tensors) and ``meta`` as ``directory/step_<frame>``."""
+    """Atomically write ``state`` (nested, with tensors) and ``meta`` to ``directory/step_<frame>``.
+
+    Returns the checkpoint directory.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / checkpoint_name(frame)
     tmp = directory / f".tmp_{checkpoint_name(frame)}_{os.getpid()}"
@@ -117,7 +122,9 @@ def save_checkpoint(directory: Path, frame: int, state: Any, meta: dict[str, Any
     tensors, skeleton = flatten_state(state)
     save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "robotrl"})
     _fsync_file(tmp / TENSORS_FILE)
-    write_json_atomic(tmp / META_FILE, {**meta, "format_version": FORMAT_VERSION, "state": skeleton})
+    write_json_atomic(
+        tmp / META_FILE, {**meta, "format_version": FORMAT_VERSION, "state": skeleton}
+    )
     _fsync_dir(tmp)
     if target.exists():  # re-saving the same frame (e.g. after a resume): replace it whole
         shutil.rmtree(target)
@@ -173,7 +180,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt: {META_FILE} is not JSON ({err})")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {META_FILE} is not JSON ({err})"
+        ) from err
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {meta.get('format_version')!r}; "
@@ -182,7 +191,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt: cannot read {TENSORS_FILE} ({err})")
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: cannot read {TENSORS_FILE} ({err})"
+        ) from err
     state = unflatten_state(tensors, meta.pop("state"))
     return Checkpoint(path=path, meta=meta, state=state)
 

@@ -17,7 +17,7 @@ from robotrl.agents.drqv2 import DrQV2Config
 
 @dataclass
 class TaskConfig:
-    """Which task: ``suite`` names an entry point in ``robotrl.envs``; ``options`` go to its factory."""
+    """Which task. ``suite`` names a ``robotrl.envs`` entry point; ``options`` go to its factory."""
 
     suite: str = MISSING
     name: str = MISSING

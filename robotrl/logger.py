@@ -66,7 +66,7 @@ class _SplitCsv:
             self.columns = rows[0]
             if self.columns[0] != FRAME_COLUMN:
                 raise ValueError(
-                    f"{self.path} is not a logger CSV: its first column is not 'frame'"
+                    f"{self.path} is not a logger CSV: its first column is not {FRAME_COLUMN!r}"
                 )
         if not complete or not rows:
             self._rewrite(rows[1:])
@@ -146,9 +146,7 @@ class Logger:
         Non-finite values are logged as they are: a NaN loss is information, not a crash.
         """
         if FRAME_COLUMN in metrics:
-            raise ValueError(
-                f"'{FRAME_COLUMN}' is reserved for the frame column; rename the metric"
-            )
+            raise ValueError(f"{FRAME_COLUMN!r} is the name of the frame column; rename the metric")
         values = {name: float(value) for name, value in metrics.items()}
         self._split(split).append(frame, values)
         if self._use_tensorboard:
@@ -194,7 +192,7 @@ class Logger:
         if split not in self._splits:
             if not split.isidentifier():
                 raise ValueError(
-                    f"split must be a plain name like 'train' or 'eval', got {split!r}"
+                    f"split must be a plain name such as 'train' or 'eval', got {split!r}"
                 )
             self._splits[split] = _SplitCsv(self.run_dir / f"{split}.csv")
         return self._splits[split]

@@ -92,9 +92,8 @@ class _Storage:
         )
 
     def arrays(self) -> list[np.ndarray]:
-        fixed = [self.frames, self.action, self.reward]
-        fixed += [self.episode_start, self.episode_last, self.terminated]
-        return fixed + list(self.extras.values())
+        per_slot = [self.frames, self.action, self.reward, self.episode_start, self.episode_last]
+        return [*per_slot, self.terminated, *self.extras.values()]
 
     def check_compatible(self, episode: Episode) -> None:
         expected = {"frames": self.frames, "action": self.action, **self.extras}
@@ -131,10 +130,8 @@ class EpisodicReplay:
                 "need capacity >= 2, frame_stack >= 1, nstep >= 1, 0 <= discount <= 1; got "
                 f"{capacity=}, {frame_stack=}, {nstep=}, {discount=}"
             )
-        self.capacity = capacity
-        self.frame_stack = frame_stack
-        self.nstep = nstep
-        self.discount = discount
+        self.capacity, self.frame_stack = capacity, frame_stack
+        self.nstep, self.discount = nstep, discount
         self.directory = Path(directory) if directory is not None else None
         self._rng = np.random.default_rng(seed)
         self._storage: _Storage | None = None
@@ -151,17 +148,12 @@ class EpisodicReplay:
     def start_episode(self, obs: Obs) -> None:
         """Begin an episode from ``env.reset()``'s observation (drops any unfinished episode)."""
         pixels = np.asarray(obs["pixels"])
-        if pixels.dtype != np.uint8 or pixels.ndim < 3:
+        if pixels.dtype != np.uint8 or pixels.ndim < 3 or pixels.shape[-3] % self.frame_stack:
             raise ValueError(
-                f"pixels must be uint8 [..., C*stack, H, W], got {pixels.dtype} {pixels.shape}"
+                f"pixels must be uint8 [..., C*{self.frame_stack}, H, W], got "
+                f"{pixels.dtype} {pixels.shape}"
             )
-        if self._channels is None:
-            if pixels.shape[-3] % self.frame_stack:
-                raise ValueError(
-                    f"{pixels.shape[-3]} channels is not a multiple of "
-                    f"frame_stack={self.frame_stack}"
-                )
-            self._channels = pixels.shape[-3] // self.frame_stack
+        self._channels = pixels.shape[-3] // self.frame_stack
         newest = pixels[..., -self._channels :, :, :]
         # Clamping at the episode start is only right if the env repeats its reset frame
         # (Gymnasium's FrameStackObservation pads with zeros by default, for instance).
@@ -191,9 +183,7 @@ class EpisodicReplay:
         staged["action"].append(np.asarray(action, np.float32).reshape(-1))
         staged["reward"].append(np.array(reward, np.float32))
         if len(staged["frames"]) > self.capacity:
-            raise ValueError(
-                f"episode needs more than capacity={self.capacity} frame slots; raise capacity"
-            )
+            raise ValueError(f"episode is longer than capacity={self.capacity} frame slots")
         if terminated or truncated:
             self._finish(terminated)
 
@@ -202,6 +192,8 @@ class EpisodicReplay:
         episode = {key: np.stack(values) for key, values in self._staged.items()}
         episode["terminated"] = np.array(bool(terminated))
         self._staged = None
+        if self._storage is not None:  # before it reaches disk or evicts anything
+            self._storage.check_compatible(episode)
         index = self._num_episodes
         if self.directory is not None:
             self._save(index, episode)  # before counting it, so counters never run ahead of disk
@@ -265,8 +257,10 @@ class EpisodicReplay:
 
     @property
     def nbytes(self) -> int:
-        """Bytes reserved by the storage arrays (pages are committed only once written)."""
-        return 0 if self._storage is None else sum(a.nbytes for a in self._storage.arrays())
+        """Bytes reserved by storage and the sample-index cache (pages commit once written)."""
+        arrays = [] if self._storage is None else self._storage.arrays()
+        arrays += [] if self._valid_slots is None else [self._valid_slots]
+        return sum(array.nbytes for array in arrays)
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """Uniform batch: obs, action, reward, discount, next_obs (+ extras and ``next_<key>``)."""
@@ -320,7 +314,7 @@ class EpisodicReplay:
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
         """Restore the sampling RNG from :meth:`rng_state`'s dict."""
-        pass
+        self._rng.bit_generator.state = state
 
     # ---------------------------------------------------------------- disk
     def _save(self, index: int, episode: Episode) -> None:
@@ -387,11 +381,6 @@ class EpisodicReplay:
             self._place(index, int(match.group(2)))
         for placement in self._placements:
             episode = load_episode(files[placement.index])
-            if len(episode["reward"]) != placement.length:
-                raise ValueError(
-                    f"{files[placement.index]} holds {len(episode['reward'])} "
-                    "transitions, not the length in its name"
-                )
             if self._channels is None:
                 self._channels = episode["frames"].shape[-3]
             self._write(placement, episode)
@@ -421,8 +410,9 @@ def load_episode(path: Path) -> Episode:
     missing = _RESERVED_KEYS - episode.keys()
     if missing:
         raise ValueError(f"replay episode file {path} is corrupt: missing {sorted(missing)}")
-    length = len(episode["reward"])
-    frames, action = episode["frames"], episode["action"]
-    if frames.dtype != np.uint8 or len(frames) != length + 1 or len(action) != length:
-        raise ValueError(f"replay episode file {path} is corrupt: inconsistent array lengths")
+    match = EPISODE_FILE.match(path.name)
+    length = int(match.group(2)) if match else len(episode["reward"])
+    lengths = (len(episode["frames"]), len(episode["action"]), len(episode["reward"]))
+    if episode["frames"].dtype != np.uint8 or lengths != (length + 1, length, length):
+        raise ValueError(f"replay episode file {path} is corrupt: array lengths do not match")
     return episode

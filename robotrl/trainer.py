@@ -114,7 +114,9 @@ class Trainer:
         try:
             self.agent.load_state_dict(checkpoint.state["agent"])
         except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this agent: {err}")
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} does not fit this agent: {err}"
+            ) from err
         self.counters = Counters(**meta["counters"])
         self.replay.restore(int(meta["replay_episodes"]))
         self.replay.set_rng_state(meta["rng"]["replay"])
@@ -167,7 +169,7 @@ class Trainer:
         cfg, counters = self.cfg, self.counters
         seed_steps = int(cfg.seed_frames) // self.action_repeat
         update_every = int(getattr(cfg.agent, "update_every_steps", 1))
-        progress = ProgressBar(int(cfg.frames), counters.frame, enabled=cfg.logger.progress_bar)
+        progress = ProgressBar(int(cfg.frames), counters.frame, disable=not cfg.logger.progress_bar)
         update_metrics: dict[str, list[float]] = defaultdict(list)
 
         obs, _ = self.env.reset(seed=int(cfg.seed) * 100_003 + counters.episode)
@@ -180,6 +182,11 @@ class Trainer:
                 counters.next_eval_frame += int(cfg.eval_every_frames)
 
             action = self.agent.act(obs, counters.step, eval_mode=False)
+            if not np.all(np.isfinite(action)):
+                raise TrainingDivergedError(
+                    f"the agent produced a non-finite action {action} at frame {counters.frame}; "
+                    "the last checkpoint is intact"
+                )
             if (
                 counters.step >= seed_steps
                 and counters.step % update_every == 0
@@ -189,6 +196,11 @@ class Trainer:
                 for name, value in self.agent.update(batch, counters.step).items():
                     update_metrics[name].append(value)
             obs, reward, terminated, truncated, info = self.env.step(action)
+            if not math.isfinite(float(reward)):
+                raise TrainingDivergedError(
+                    f"the env returned a non-finite reward ({reward}) at frame {counters.frame}; "
+                    "nothing was stored, the last checkpoint is intact"
+                )
             self.replay.add(action, float(reward), obs, bool(terminated), bool(truncated))
             episode_return += float(reward)
             episode_length += 1
@@ -211,7 +223,9 @@ class Trainer:
                 if "success" in info:
                     metrics["success"] = float(info["success"])
                 self.logger.log("train", metrics, frame=counters.frame)
-                progress.update(counters.frame, ret=episode_return, episode=counters.episode)
+                progress.update(
+                    counters.frame, episode_return=episode_return, episode=counters.episode
+                )
                 update_metrics.clear()
                 if counters.frame - counters.last_checkpoint_frame >= cfg.checkpoint_every_frames:
                     self.save()

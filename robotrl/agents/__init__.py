@@ -28,9 +28,7 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def make_agent(
-    cfg: Any, obs_shape: tuple[int, ...], action_dim: int, device: str = "cpu"
-) -> Agent:
+def make_agent(cfg: Any, obs_shape: tuple[int, ...], action_dim: int, device: str = "cpu") -> Agent:
     """Build the agent named by ``cfg.name`` for the given observation and action sizes."""
     return agent_class(cfg.name)(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
 

@@ -32,7 +32,12 @@ class Agent(ABC):
     #: The trainer calls ``update`` on every n-th agent step.
     update_every_steps: int = 1
 
-    def __init__(self, device: str) -> None:
+    def __init__(
+        self, cfg: Any, *, obs_shape: tuple[int, ...], action_dim: int, device: str
+    ) -> None:
+        self.cfg = cfg
+        self.obs_shape = obs_shape
+        self.action_dim = action_dim
         self.device = torch.device(device)
         self.modules = {}
         self.optimizers = {}

@@ -62,9 +62,8 @@ class DrQV2Agent(Agent):
     def __init__(
         self, cfg: DrQV2Config, *, obs_shape: tuple[int, ...], action_dim: int, device: str
     ) -> None:
-        super().__init__(device)
-        self.cfg = cfg
-        self.action_dim = action_dim
+        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        self.cfg: DrQV2Config = cfg
         self.update_every_steps = cfg.update_every_steps
         pixels_shape = (int(obs_shape[0]), int(obs_shape[1]), int(obs_shape[2]))
         self.encoder = PixelEncoder(pixels_shape).to(self.device)
@@ -75,7 +74,7 @@ class DrQV2Agent(Agent):
         self.critic_target.to(self.device).load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.encoder.to(memory_format=self.memory_format)
+        self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.augment = RandomShift(cfg.augment_pad)
 
         self.modules = {

@@ -38,7 +38,9 @@ def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, f
         try:
             agent.load_state_dict(checkpoint.state["agent"])
         except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit its agent: {err}")
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} does not fit its agent: {err}"
+            ) from err
 
         out_dir = Path(cfg.out_dir) if cfg.out_dir else checkpoint.path.parent.parent / "eval"
         out_dir = out_dir / checkpoint.path.name

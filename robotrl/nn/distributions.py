@@ -26,8 +26,8 @@ class TruncatedNormal(pyd.Normal):
         clamped = torch.clamp(x, self.low + self.eps, self.high - self.eps)
         return x - x.detach() + clamped.detach()
 
-    def sample(self, clip: float | None = None, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # type: ignore[override]
-        shape = self._extended_shape(sample_shape)
+    def sample(self, sample_shape: tuple[int, ...] = (), clip: float | None = None) -> torch.Tensor:
+        shape = self._extended_shape(torch.Size(sample_shape))
         noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device) * self.scale
         if clip is not None:
             noise = torch.clamp(noise, -clip, clip)

@@ -24,12 +24,16 @@ from robotrl.checkpoint import (
 
 
 def small_agent(hidden: int = 16) -> DrQV2Agent:
-    return DrQV2Agent(DrQV2Config(hidden_dim=hidden), obs_shape=(9, 32, 32), action_dim=2, device="cpu")
+    return DrQV2Agent(
+        DrQV2Config(hidden_dim=hidden), obs_shape=(9, 32, 32), action_dim=2, device="cpu"
+    )
 
 
 def trained_state(agent: DrQV2Agent) -> dict:
     features = agent.encode(torch.randint(0, 255, (4, 9, 32, 32)).float())
-    agent.update_critic(features, torch.zeros(4, 2), torch.ones(4, 1), torch.ones(4, 1), features.detach(), 0)
+    agent.update_critic(
+        features, torch.zeros(4, 2), torch.ones(4, 1), torch.ones(4, 1), features.detach(), 0
+    )
     return {"agent": agent.state_dict(), "rng": {"torch": torch.get_rng_state()}}
 
 
@@ -78,7 +82,7 @@ def test_corrupt_tensor_file_is_a_clear_error_and_latest_falls_back(tmp_path):
     newest = save_checkpoint(tmp_path, 20, {"x": torch.ones(3)}, {"counters": {"frame": 20}})
     data = (newest / TENSORS_FILE).read_bytes()
     (newest / TENSORS_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="corrupt: cannot read tensors.safetensors"):
+    with pytest.raises(CheckpointError, match=r"corrupt: cannot read tensors\.safetensors"):
         load_checkpoint(newest)
     checkpoint, skipped = latest_checkpoint(tmp_path)
     assert checkpoint is not None and checkpoint.frame == 10
@@ -88,13 +92,13 @@ def test_corrupt_tensor_file_is_a_clear_error_and_latest_falls_back(tmp_path):
 def test_broken_meta_missing_files_and_versions_are_clear_errors(tmp_path):
     path = save_checkpoint(tmp_path, 1, {"x": torch.ones(1)}, {"counters": {"frame": 1}})
     (path / META_FILE).write_text("{not json")
-    with pytest.raises(CheckpointError, match="meta.json is not JSON"):
+    with pytest.raises(CheckpointError, match=r"meta\.json is not JSON"):
         load_checkpoint(path)
     (path / META_FILE).write_text(json.dumps({"format_version": 99, "state": None}))
     with pytest.raises(CheckpointError, match="format version 99"):
         load_checkpoint(path)
     (path / TENSORS_FILE).unlink()
-    with pytest.raises(CheckpointError, match="incomplete: tensors.safetensors is missing"):
+    with pytest.raises(CheckpointError, match=r"incomplete: tensors\.safetensors is missing"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="no checkpoint directory"):
         load_checkpoint(tmp_path / "nowhere")
@@ -113,7 +117,9 @@ def test_a_pickle_is_never_loaded(tmp_path):
 
 
 def test_shape_mismatch_names_the_tensor(tmp_path):
-    path = save_checkpoint(tmp_path, 1, trained_state(small_agent(hidden=16)), {"counters": {"frame": 1}})
+    path = save_checkpoint(
+        tmp_path, 1, trained_state(small_agent(hidden=16)), {"counters": {"frame": 1}}
+    )
     bigger = small_agent(hidden=32)
     with pytest.raises(RuntimeError, match="size mismatch for policy"):
         bigger.load_state_dict(load_checkpoint(path).state["agent"])

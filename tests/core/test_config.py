@@ -28,11 +28,16 @@ def test_default_is_drqv2_on_builtin_reach_with_its_specialisation():
     cfg = compose("train")
     assert (cfg.agent.name, cfg.task.suite, cfg.task.name) == ("drqv2", "builtin", "reach")
     assert cfg.env.image_size == 64
-    assert cfg.replay.batch_size == 64 and cfg.agent.hidden_dim == 256  # agent_task/drqv2/builtin/reach
+    assert (
+        cfg.replay.batch_size == 64 and cfg.agent.hidden_dim == 256
+    )  # agent_task/drqv2/builtin/reach
 
 
 def test_dmc_tasks_cover_the_drqv2_reference_set():
-    reference = {p.stem.removeprefix("dmc_") for p in (CONF.parents[2] / "shared" / "reference" / "drqv2_curves").glob("*.csv")}
+    reference = {
+        p.stem.removeprefix("dmc_")
+        for p in (CONF.parents[2] / "shared" / "reference" / "drqv2_curves").glob("*.csv")
+    }
     if reference:
         assert reference - set(DMC_TASKS) <= {"reach_duplo"}  # a manipulation task, not DMC suite
     assert len(DMC_TASKS) == 23
@@ -78,9 +83,9 @@ def test_experiment_and_logger_groups():
 
 
 def test_typo_in_a_key_is_an_error_naming_it():
-    with pytest.raises(ConfigCompositionException, match="agent.stdev_clip"):
+    with pytest.raises(ConfigCompositionException, match=r"agent\.stdev_clip"):
         compose("train", overrides=["agent.stdev_clip=0.2"])
-    with pytest.raises(ConfigCompositionException, match="replay.batchsize"):
+    with pytest.raises(ConfigCompositionException, match=r"replay\.batchsize"):
         compose("train", overrides=["replay.batchsize=3"])
 
 
@@ -97,9 +102,15 @@ def test_invalid_values_fail_validation_before_training():
 
 
 def test_run_dir_is_derived_from_suite_task_agent_exp_seed():
-    cfg = compose("train", overrides=["task=dmc/cheetah_run", "seed=3", "exp_name=abl"], return_hydra_config=True)
+    cfg = compose(
+        "train",
+        overrides=["task=dmc/cheetah_run", "seed=3", "exp_name=abl"],
+        return_hydra_config=True,
+    )
     run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
-    assert run_dir == "${runs_root}/${task.suite}/${task.name}/${agent.name}/${exp_name}/seed${seed}"
+    assert (
+        run_dir == "${runs_root}/${task.suite}/${task.name}/${agent.name}/${exp_name}/seed${seed}"
+    )
     assert OmegaConf.select(cfg, "hydra.run.dir") == "runs/dmc/cheetah_run/drqv2/abl/seed3"
     assert OmegaConf.select(cfg, "hydra.sweep.subdir") == "dmc/cheetah_run/drqv2/abl/seed3"
 

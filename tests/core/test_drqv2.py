@@ -19,7 +19,9 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 def make_agent(action_dim: int = 6, obs_shape=(9, 84, 84), **overrides) -> DrQV2Agent:
-    return DrQV2Agent(DrQV2Config(**overrides), obs_shape=obs_shape, action_dim=action_dim, device="cpu")
+    return DrQV2Agent(
+        DrQV2Config(**overrides), obs_shape=obs_shape, action_dim=action_dim, device="cpu"
+    )
 
 
 def test_parameter_counts_match_the_reference_architecture():
@@ -135,9 +137,13 @@ def test_encoder_is_trained_by_the_critic_only():
     encoder_before = [p.detach().clone() for p in agent.encoder.parameters()]
     features = agent.encode(torch.as_tensor(batch["obs"]).float())
     agent.update_actor(features.detach(), step=0)
-    assert all(torch.equal(a, b) for a, b in zip(encoder_before, agent.encoder.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(encoder_before, agent.encoder.parameters(), strict=True)
+    )
     metrics = agent.update(batch, step=0)
-    assert not all(torch.equal(a, b) for a, b in zip(encoder_before, agent.encoder.parameters()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(encoder_before, agent.encoder.parameters(), strict=True)
+    )
     assert all(np.isfinite(v) for v in metrics.values())
 
 

@@ -35,7 +35,8 @@ def read_scalars(tb_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def read_video(path: Path) -> np.ndarray:
-    return np.stack(list(iio.imiter(path, plugin="FFMPEG")))
+    """Decode a whole mp4 with imageio's ffmpeg plugin into an N x H x W x 3 uint8 array."""
+    return iio.imread(path, plugin="FFMPEG", index=None)
 
 
 # --- Logger: CSV ---------------------------------------------------------------------------------
@@ -171,6 +172,11 @@ def test_progress_rate_uses_a_recent_window_not_the_resume_point() -> None:
 # --- Videos --------------------------------------------------------------------------------------
 
 
+# imageio's ffmpeg reader leaves its pipe objects to the garbage collector (a ResourceWarning).
+reader_leaks_pipes = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+@reader_leaks_pipes
 @pytest.mark.parametrize("size", [64, 84])
 def test_video_of_a_solid_colour_reads_back(tmp_path: Path, size: int) -> None:
     colour = np.array([200, 40, 90], dtype=np.uint8)
@@ -188,6 +194,7 @@ def test_video_of_a_solid_colour_reads_back(tmp_path: Path, size: int) -> None:
     assert not list(path.parent.glob(".*tmp*"))
 
 
+@reader_leaks_pipes
 def test_video_accepts_channel_first_stacks_and_odd_sizes(tmp_path: Path) -> None:
     stacked = np.zeros((9, 21, 33), dtype=np.uint8)
     stacked[-3:] = 255  # the newest frame of the stack is white

@@ -343,15 +343,18 @@ def test_missing_episode_file_is_a_clear_error(tmp_path: Path) -> None:
         make_buffer(directory=tmp_path).restore(3)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong length"])
 def test_corrupt_episode_file_is_a_clear_error(tmp_path: Path, damage: str) -> None:
     recorder = Recorder(make_buffer(directory=tmp_path))
     recorder.run(3)
     recorder.run(20)
     path = tmp_path / episode_filename(1, 20)
     data = path.read_bytes()
-    path.write_bytes(b"not an npz file" if damage == "garbage" else data[: len(data) // 2])
-    with pytest.raises(ValueError, match=r"episode_000001_len20\.npz is corrupt"):
+    if damage == "wrong length":
+        path = path.rename(tmp_path / episode_filename(1, 19))
+    else:
+        path.write_bytes(b"not an npz file" if damage == "garbage" else data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"{path.name.replace('.', '[.]')} is corrupt"):
         make_buffer(directory=tmp_path).restore(2)
 
 

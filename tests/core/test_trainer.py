@@ -1,0 +1,141 @@
+"""The training loop on a fake pixel env: counters, logs, checkpoints and in-process resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
+from robotrl.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from robotrl.config import EnvConfig, LoggerConfig, ReplayConfig, TaskConfig, TrainConfig
+from robotrl.envs.wrappers import FrameStack
+from robotrl.logger import Logger
+from robotrl.replay import EpisodicReplay
+from robotrl.schedules import LinearSchedule
+from robotrl.trainer import Trainer, TrainingDivergedError
+from tests.core.fakes import DotEnv
+
+
+def make_cfg(frames: int, **agent_overrides) -> TrainConfig:
+    agent = DrQV2Config(
+        hidden_dim=16,
+        feature_dim=8,
+        num_expl_steps=20,
+        stddev_schedule=LinearSchedule(1.0, 0.1, 200),
+        **agent_overrides,
+    )
+    return TrainConfig(
+        agent=agent,
+        task=TaskConfig(suite="fake", name="dot"),
+        env=EnvConfig(image_size=24, action_repeat=1, frame_stack=3),
+        replay=ReplayConfig(capacity=10_000, batch_size=8, nstep=3),
+        logger=LoggerConfig(tensorboard=False, progress_bar=False, save_video=True),
+        frames=frames,
+        seed_frames=20,
+        eval_every_frames=50,
+        eval_episodes=2,
+        checkpoint_every_frames=30,
+        keep_checkpoints=2,
+    )
+
+
+def make_trainer(
+    cfg: TrainConfig, run_dir: Path, agent_cls=DrQV2Agent, nan_reward: bool = False
+) -> Trainer:
+    torch.manual_seed(0)
+    env = FrameStack(DotEnv(nan_reward=nan_reward), 3)
+    eval_env = FrameStack(DotEnv(render_mode="rgb_array"), 3)
+    agent = agent_cls(cfg.agent, obs_shape=(9, 24, 24), action_dim=1, device="cpu")
+    replay = EpisodicReplay(
+        capacity=cfg.replay.capacity,
+        frame_stack=3,
+        nstep=cfg.replay.nstep,
+        discount=cfg.agent.discount,
+        directory=run_dir / "replay",
+        seed=cfg.seed,
+    )
+    logger = Logger(run_dir, tensorboard=False)
+    return Trainer(
+        cfg,
+        run_dir,
+        env=env,
+        eval_env=eval_env,
+        agent=agent,
+        replay=replay,
+        logger=logger,
+        config_record={"note": "test"},
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_run_writes_logs_checkpoints_video_and_curve(tmp_path):
+    trainer = make_trainer(make_cfg(frames=100), tmp_path)
+    result = trainer.train()
+    trainer.logger.close()
+    assert trainer.counters.frame == 100 and trainer.counters.step == 100
+    assert trainer.counters.episode == 10 and trainer.replay.num_episodes == 10
+    train_rows = read_csv(tmp_path / "train.csv")
+    assert [int(r["frame"]) for r in train_rows] == list(range(10, 101, 10))
+    assert "critic_loss" in train_rows[-1] and float(train_rows[-1]["buffer_size"]) == 100
+    eval_rows = read_csv(tmp_path / "eval.csv")
+    assert [int(r["frame"]) for r in eval_rows] == [0, 50, 100]  # on schedule, then final
+    assert result.learning_curve is not None and result.learning_curve.stat().st_size > 1000
+    assert result.video is not None and result.video.suffix == ".mp4"
+    assert len(list((tmp_path / "replay").glob("*.npz"))) == 10
+    checkpoints = list_checkpoints(tmp_path / "checkpoints")
+    assert len(checkpoints) == 2 and load_checkpoint(checkpoints[-1]).frame == 100
+
+
+def test_resume_continues_counters_replay_and_logs(tmp_path):
+    first = make_trainer(make_cfg(frames=60), tmp_path)
+    first.train()
+    first.logger.close()
+    second = make_trainer(make_cfg(frames=120), tmp_path)
+    result = second.train()
+    second.logger.close()
+    assert result.resumed_from == 60
+    assert (second.counters.frame, second.counters.episode) == (120, 12)
+    assert second.replay.num_episodes == 12 and len(second.replay) == 120
+    frames = [int(r["frame"]) for r in read_csv(tmp_path / "train.csv")]
+    assert frames == list(range(10, 121, 10))  # no duplicated or missing rows
+
+
+def test_resume_into_a_different_agent_class_is_a_clear_error(tmp_path):
+    make_trainer(make_cfg(frames=30), tmp_path).train()
+
+    class OtherAgent(DrQV2Agent):
+        pass
+
+    with pytest.raises(CheckpointError, match=r"was written by robotrl\.agents\.drqv2:DrQV2Agent"):
+        make_trainer(make_cfg(frames=60), tmp_path, agent_cls=OtherAgent).train()
+
+
+def test_nan_reward_stops_training_with_a_clear_error_before_it_is_stored(tmp_path):
+    trainer = make_trainer(make_cfg(frames=200), tmp_path, nan_reward=True)
+    with pytest.raises(TrainingDivergedError, match=r"non-finite reward \(nan\) at frame 0"):
+        trainer.train()
+    assert trainer.replay.num_episodes == 0
+
+
+def test_diverging_update_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    trainer = make_trainer(make_cfg(frames=200), tmp_path)
+    original_update = trainer.agent.update
+
+    def update_that_diverges(batch, step):
+        metrics = original_update(batch, step)
+        return metrics | ({"critic_loss": float("inf")} if step >= 60 else {})
+
+    trainer.agent.update = update_that_diverges  # type: ignore[method-assign]
+    with pytest.raises(
+        TrainingDivergedError, match=r"non-finite training metrics at frame \d+: \['critic_loss'\]"
+    ):
+        trainer.train()
+    checkpoints = list_checkpoints(tmp_path / "checkpoints")
+    assert checkpoints and load_checkpoint(checkpoints[-1]).frame <= 60
