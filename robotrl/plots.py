@@ -29,7 +29,8 @@ def plot_learning_curve(
     band. With `reference_csv` (columns `agent,task,seed,frame,episode_reward`, as in the DrQ-v2
     curves), the reference's mean over seeds is overlaid with a bootstrap 95% confidence band.
     `reference_task` picks the task when the reference file holds several. Both x axes must count
-    environment frames (action repeat included) for the comparison to mean anything.
+    environment frames (action repeat included) for the comparison to mean anything. The x axis
+    spans this run's frames; a longer reference curve is cut there.
 
     The PNG is written atomically (the Agg renderer; no display needed). Returns `out_png`.
     """
@@ -52,7 +53,15 @@ def plot_learning_curve(
         (line,) = axes.plot(
             frames, mean, color="tab:gray", label=f"{agent_name} (published, {num_seeds} seeds)"
         )
-        axes.fill_between(frames, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        axes.fill_between(
+            frames,
+            low,
+            high,
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+            label="95% CI of the published mean",
+        )
 
     per_frame = run.groupby(FRAME_COLUMN)[metric].agg(["mean", "min", "max", "count"])
     few_points = len(per_frame) < 20
@@ -74,6 +83,9 @@ def plot_learning_curve(
             label="min-max over episodes",
         )
 
+    # A published curve runs to millions of frames; the axis stays on this run's frames so an
+    # early run is not squeezed into the left edge.
+    axes.set_xlim(0, max(float(per_frame.index.max()), 1.0) * 1.02)
     axes.set_xlabel("environment frames")
     axes.set_ylabel(metric.replace("_", " "))
     axes.xaxis.set_major_formatter(EngFormatter(sep=""))

@@ -105,7 +105,7 @@ class ProgressBar:
         postfix = {}
         fps = self.frames_per_second
         if fps is not None and fps > 0:
-            postfix["fps"] = f"{fps:.0f}"
+            postfix["fps"] = f"{fps:.0f}" if fps >= 10 else f"{fps:.2f}"
             remaining = max(0, (self._bar.total or 0) - frame) / fps
             postfix["eta"] = tqdm.format_interval(remaining)
         postfix.update({name: _short(value) for name, value in stats.items()})

@@ -26,7 +26,11 @@ class TruncatedNormal(pyd.Normal):
         clamped = torch.clamp(x, self.low + self.eps, self.high - self.eps)
         return x - x.detach() + clamped.detach()
 
-    def sample(self, sample_shape: tuple[int, ...] = (), clip: float | None = None) -> torch.Tensor:
+    def sample(
+        self,
+        sample_shape: torch.Size | list[int] | tuple[int, ...] = (),
+        clip: float | None = None,
+    ) -> torch.Tensor:
         shape = self._extended_shape(torch.Size(sample_shape))
         noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device) * self.scale
         if clip is not None:

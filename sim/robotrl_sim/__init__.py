@@ -10,4 +10,7 @@ import os
 # so it has to be set before any submodule imports mujoco or dm_control.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-__all__: list[str] = []
+# Submodules may import mujoco, so they come after MUJOCO_GL is set.
+from robotrl_sim._common import UnknownTaskError
+
+__all__ = ["UnknownTaskError"]

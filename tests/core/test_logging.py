@@ -155,11 +155,12 @@ def test_progress_rate_uses_a_recent_window_not_the_resume_point() -> None:
         1_000_000, initial_frame=500_000, file=output, window_seconds=10.0, clock=clock
     )
     # A burst right after the resume, then a steady 100 frames/s.
-    clock.now = 1.0
-    bar.update(510_000)
+    clock.now, frame = 1.0, 510_000
+    bar.update(frame)
     for _ in range(30):
         clock.now += 1.0
-        bar.update(bar._bar.n + 100, episode_return=812.34567)
+        frame += 100
+        bar.update(frame, episode_return=812.34567)
     assert bar.frames_per_second == pytest.approx(100.0)
     bar.close()
 
