@@ -152,7 +152,7 @@ class Trainer:
             self.agent,
             episodes=int(self.cfg.eval_episodes),
             step=self.counters.step,
-            seed=int(self.cfg.seed) * 1000 + 10**6,
+            seed=eval_reset_seed(int(self.cfg.seed)),
             recorder=recorder,
         )
         summary = summarize(results)
@@ -249,6 +249,15 @@ class Trainer:
             final_eval=self.last_eval,
             resumed_from=resumed_from,
         )
+
+
+def eval_reset_seed(run_seed: int) -> int:
+    """First reset seed of the periodic evaluations (episode i uses this + i).
+
+    Every evaluation of a run replays the same start states, so points on the learning curve
+    differ by the policy only; the offset keeps them apart from the training episodes' seeds.
+    """
+    return run_seed * 1000 + 10**6
 
 
 def _check_finite(metrics: dict[str, float], frame: int) -> None:

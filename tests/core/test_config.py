@@ -27,7 +27,7 @@ def hydra_conf():
 def test_default_is_drqv2_on_builtin_reach_with_its_specialisation():
     cfg = compose("train")
     assert (cfg.agent.name, cfg.task.suite, cfg.task.name) == ("drqv2", "builtin", "reach")
-    assert cfg.env.image_size == 64
+    assert cfg.env.image_size == 32
     assert (
         cfg.replay.batch_size == 64 and cfg.agent.hidden_dim == 256
     )  # agent_task/drqv2/builtin/reach

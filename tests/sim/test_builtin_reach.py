@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from robotrl.envs import make_env as make_core_env
 from robotrl_sim import UnknownTaskError
 from robotrl_sim.builtin import make_env
 from robotrl_sim.builtin.reach import FIXED_TARGET, TARGET_RADIUS, ReachEnv, reach_reward
-
-from robotrl.envs import make_env as make_core_env
 from tests.sim.env_checks import check_env_bare_and_stacked, rollout
 
 
@@ -184,6 +184,17 @@ def test_render_returns_frames_at_render_size_and_close_is_idempotent():
     env.close()
     env.close()
     assert make_reach(render_mode=None).render() is None
+
+
+def test_envs_in_one_process_keep_their_own_gl_state():
+    # mujoco.Renderer.close() frees GL objects in whichever context is current, which breaks the
+    # renderer that drew last; closing an eval env must not break the train env next to it.
+    eval_env, train_env = make_reach(seed=5), make_reach(seed=4)
+    eval_env.reset()
+    before = train_env.reset(seed=4)[0]["pixels"]  # the train env's context is now current
+    eval_env.close()
+    np.testing.assert_array_equal(train_env.reset(seed=4)[0]["pixels"], before)
+    train_env.close()
 
 
 @pytest.mark.parametrize(

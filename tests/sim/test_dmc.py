@@ -10,9 +10,9 @@ from dm_control import mujoco as dm_mujoco
 from dm_control import suite
 from dm_control.rl import control
 from dm_control.suite import base
+
 from robotrl_sim import UnknownTaskError
 from robotrl_sim.dmc import TASKS, DMCEnv, DMCOptions, make_env, split_task_name
-
 from tests.sim.env_checks import check_env_bare_and_stacked, rollout
 
 # The suite tasks of the DrQ-v2 paper, named as in its configs and our reference curves.
