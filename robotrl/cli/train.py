@@ -86,6 +86,7 @@ def train(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import-time INFO noise
     register_configs()
     check_launcher_extras(sys.argv[1:])
     train()
