@@ -24,6 +24,7 @@ def test_frame_stack_repeats_the_reset_frame_then_shifts_oldest_first():
         np.testing.assert_array_equal(obs["pixels"], np.concatenate(frames[-3:]))
 
 
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")
 def test_frame_stack_passes_the_gymnasium_env_checker():
     check_env(FrameStack(DotEnv(), 3), skip_render_check=True)
 
