@@ -118,3 +118,26 @@ def test_run_dir_is_derived_from_suite_task_agent_exp_seed():
 def test_typed_config_is_a_dataclass():
     typed = to_train_config(compose("train"))
     assert isinstance(typed, TrainConfig)
+
+
+def test_user_overlays_in_configs_are_found(tmp_path, monkeypatch):
+    overlay = tmp_path / "configs" / "experiment" / "tiny.yaml"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text("# @package _global_\nexp_name: tiny\nframes: 123\nagent:\n  lr: 0.5\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = compose("train", overrides=["+experiment=tiny"])
+    assert (cfg.exp_name, cfg.frames, cfg.agent.lr) == ("tiny", 123, 0.5)
+    overlay.write_text("# @package _global_\nagent:\n  lrr: 0.5\n")
+    with pytest.raises(ConfigCompositionException, match="lrr"):
+        compose("train", overrides=["+experiment=tiny"])
+
+
+def test_the_shipped_example_overlay_composes(monkeypatch):
+    monkeypatch.chdir(CONF.parents[1])
+    cfg = to_train_config(compose("train", overrides=["+experiment=cheetah_long"]))
+    assert (cfg.task.name, cfg.exp_name, cfg.frames, cfg.eval_episodes) == (
+        "cheetah_run",
+        "cheetah_long",
+        1_000_000,
+        10,
+    )

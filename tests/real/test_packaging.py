@@ -1,0 +1,33 @@
+"""The three distributions install separately; the core never imports a simulator or the robot.
+
+A robot PC installs robotrl + robotrl-real without simulators, so importing the core, its
+trainer and its CLIs must not pull in robotrl_sim, mujoco or dm_control.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points, version
+
+import robotrl_real
+
+
+def test_each_part_is_its_own_installed_distribution():
+    assert version("robotrl") == version("robotrl-sim") == version("robotrl-real") == "0.1.0"
+    assert robotrl_real.__version__ == "0.1.0"
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts["robotrl-train"] == "robotrl.cli.train:main"
+    assert scripts["robotrl-eval"] == "robotrl.cli.evaluate:main"
+
+
+def test_importing_the_core_loads_no_simulator():
+    code = (
+        "import sys, json\n"
+        "import robotrl.trainer, robotrl.cli.train, robotrl.cli.evaluate, robotrl.builders\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('robotrl_sim', 'robotrl_real', 'mujoco', 'dm_control'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
