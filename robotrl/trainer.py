@@ -167,8 +167,11 @@ class Trainer:
     def train(self) -> TrainResult:
         resumed_from = self.resume()
         cfg, counters = self.cfg, self.counters
+        if resumed_from is not None and counters.frame >= cfg.frames:
+            log.info("run already complete at frame %d; nothing to do", counters.frame)
+            return self._result(resumed_from)
         seed_steps = int(cfg.seed_frames) // self.action_repeat
-        update_every = int(getattr(cfg.agent, "update_every_steps", 1))
+        update_every = self.agent.update_every_steps
         progress = ProgressBar(int(cfg.frames), counters.frame, disable=not cfg.logger.progress_bar)
         update_metrics: dict[str, list[float]] = defaultdict(list)
 
@@ -236,6 +239,10 @@ class Trainer:
         progress.close()
         self.evaluate()
         self.save()
+        return self._result(resumed_from)
+
+    def _result(self, resumed_from: int | None) -> TrainResult:
+        cfg = self.cfg
         curve = plot_learning_curve(
             self.run_dir / "eval.csv",
             self.run_dir / "learning_curve.png",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from robotrl.agents.base import Agent, Batch
 from robotrl.nn.augment import RandomShift
+from robotrl.nn.dormant import dormant_stats
 from robotrl.nn.encoder import PixelEncoder
 from robotrl.nn.heads import Actor, Critic
 from robotrl.schedules import LinearSchedule
@@ -117,11 +118,21 @@ class DrQV2Agent(Agent):
         with torch.no_grad():
             next_features = self.encode(self.augment(next_obs.float()))
 
-        metrics = self.update_critic(features, action, reward, discount, next_features, step)
+        metrics = self.dormant_ratios(features.detach(), action, step)
+        metrics |= self.update_critic(features, action, reward, discount, next_features, step)
         metrics |= self.update_actor(features.detach(), step)
         soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         metrics["batch_reward"] = reward.mean().item()
         return metrics
+
+    def dormant_ratios(
+        self, features: torch.Tensor, action: torch.Tensor, step: int
+    ) -> dict[str, float]:
+        """Live diagnostic (DrM): dormant ratios of actor and critic on this training batch."""
+        std = self.cfg.stddev_schedule(step)
+        actor = dormant_stats(self.actor, lambda: self.actor(features, std))
+        critic = dormant_stats(self.critic, lambda: self.critic(features, action))
+        return {"actor_dormant_ratio": actor.ratio, "critic_dormant_ratio": critic.ratio}
 
     def update_critic(
         self,

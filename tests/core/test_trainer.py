@@ -107,6 +107,18 @@ def test_resume_continues_counters_replay_and_logs(tmp_path):
     assert frames == list(range(10, 121, 10))  # no duplicated or missing rows
 
 
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+    first = make_trainer(make_cfg(frames=40), tmp_path)
+    first.train()
+    first.logger.close()
+    eval_before = (tmp_path / "eval.csv").read_text()
+    again = make_trainer(make_cfg(frames=40), tmp_path)
+    result = again.train()
+    again.logger.close()
+    assert result.resumed_from == 40 and again.counters.frame == 40
+    assert (tmp_path / "eval.csv").read_text() == eval_before
+
+
 def test_resume_into_a_different_agent_class_is_a_clear_error(tmp_path):
     make_trainer(make_cfg(frames=30), tmp_path).train()
 
