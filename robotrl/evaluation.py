@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float]:
 
 def write_episode_csv(path: Path, rows: list[dict[str, object]]) -> None:
     """Write the tidy per-episode table (one row per episode)."""
-    import csv
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as handle:

@@ -30,6 +30,8 @@ log = logging.getLogger("robotrl.train")
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> None:
+    # PyOpenGL logs an INFO line at import; set here so launcher workers (Ray, submitit) get it.
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
     run_dir = run_directory(HydraConfig.get().runtime.output_dir)
     train_cfg = to_train_config(cfg)
     seed_everything(train_cfg.seed)
@@ -86,7 +88,6 @@ def train(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import-time INFO noise
     register_configs()
     check_launcher_extras(sys.argv[1:])
     train()

@@ -8,12 +8,17 @@ measured on pre-activation outputs (the Linear layers' own outputs).
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from robotrl.nn.init import orthogonal_init
+from robotrl.schedules import LinearSchedule
 
 DORMANT_TAU = 0.025
 
@@ -69,3 +74,73 @@ def dormant_stats(
     if not neurons:
         raise ValueError("forward() did not run any Linear layer of the network")
     return DormantStats(dormant=dormant, neurons=neurons)
+
+
+# ---------------------------------------------------------------------------------------------
+# DrM's dormant-ratio-guided schedules (Xu et al., 2024, "DrM: Mastering Visual Reinforcement
+# Learning through Dormant Ratio Minimization"). β is the actor's dormant ratio.
+
+DORMANT_THRESHOLD = 0.2  # β below this counts as awake (the paper's β threshold)
+
+
+def awaken_stddev(beta: float, threshold: float = DORMANT_THRESHOLD, slope: float = 10.0) -> float:
+    """Exploration noise while dormant: sigmoid(slope · (β − threshold))."""
+    return 1.0 / (1.0 + math.exp(-slope * (beta - threshold)))
+
+
+def exploitation_weight(
+    beta: float, max_weight: float = 0.6, threshold: float = DORMANT_THRESHOLD, slope: float = 50.0
+) -> float:
+    """λ(β) = max_weight / (1 + exp(slope · (β − threshold))): trust the value net once awake."""
+    return max_weight / (1.0 + math.exp(slope * (beta - threshold)))
+
+
+def perturb_factor(
+    beta: float, max_perturb: float, min_perturb: float = 0.2, k: float = 2.0
+) -> float:
+    """α = clip(1 − k·β, min_perturb, max_perturb): how much of the old weights a reset keeps."""
+    return min(max(1.0 - k * beta, min_perturb), max_perturb)
+
+
+@dataclass
+class AwakenSchedule:
+    """DrM's awaken exploration.
+
+    Until the dormant ratio first falls below the threshold the noise is
+    :func:`awaken_stddev`; from that "awaken" step on it is the larger of that and the base
+    linear schedule restarted at the awaken step. ``awaken_step`` is state to checkpoint.
+    """
+
+    base: LinearSchedule
+    threshold: float = DORMANT_THRESHOLD
+    awaken_step: int | None = None
+
+    def __call__(self, step: int, beta: float) -> float:
+        if self.awaken_step is None and beta < self.threshold:
+            self.awaken_step = step
+        dormant_noise = awaken_stddev(beta, self.threshold)
+        if self.awaken_step is None:
+            return dormant_noise
+        return max(dormant_noise, self.base(step - self.awaken_step))
+
+
+def perturb_linear_layers(
+    network: nn.Module, alpha: float, init: Callable[[nn.Module], None] = orthogonal_init
+) -> None:
+    """θ ← α·θ + (1 − α)·θ_fresh for every Linear layer (LayerNorm and others untouched).
+
+    ``θ_fresh`` comes from re-initialising a copy of each layer with ``init`` (the network's own
+    initialisation), so α = 1 leaves the weights exactly as they were.
+    """
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.Linear):
+                fresh = copy.deepcopy(module)
+                init(fresh)
+                for param, fresh_param in zip(module.parameters(), fresh.parameters(), strict=True):
+                    param.mul_(alpha).add_(fresh_param, alpha=1.0 - alpha)
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Drop Adam's moments and step counts (after a perturbation, the old ones are stale)."""
+    optimizer.state.clear()

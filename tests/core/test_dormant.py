@@ -8,7 +8,17 @@ import torch
 from torch import nn
 
 from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
-from robotrl.nn.dormant import dormant_neurons, dormant_stats
+from robotrl.nn.dormant import (
+    AwakenSchedule,
+    awaken_stddev,
+    dormant_neurons,
+    dormant_stats,
+    exploitation_weight,
+    perturb_factor,
+    perturb_linear_layers,
+    reset_optimizer_state,
+)
+from robotrl.schedules import LinearSchedule
 
 
 @pytest.mark.parametrize("action_dim", [6, 12, 21, 38])
@@ -19,7 +29,12 @@ def test_fresh_drqv2_actor_has_no_dormant_neurons(action_dim):
     features = agent.encode(agent.augment(obs.float()))
     stats = dormant_stats(agent.actor, lambda: agent.actor(features, 0.5))
     assert stats.ratio == 0.0
-    assert stats.neurons == {"trunk.0": 50, "policy.0": 1024, "policy.2": 1024, "policy.4": action_dim}
+    assert stats.neurons == {
+        "trunk.0": 50,
+        "policy.0": 1024,
+        "policy.2": 1024,
+        "policy.4": action_dim,
+    }
 
 
 def test_planted_dead_units_report_exactly_their_share():
@@ -44,7 +59,9 @@ def test_threshold_is_strictly_below_tau_times_the_layer_mean():
 
 
 def test_every_drqv2_update_logs_actor_and_critic_dormant_ratios():
-    agent = DrQV2Agent(DrQV2Config(hidden_dim=32), obs_shape=(9, 32, 32), action_dim=2, device="cpu")
+    agent = DrQV2Agent(
+        DrQV2Config(hidden_dim=32), obs_shape=(9, 32, 32), action_dim=2, device="cpu"
+    )
     rng = np.random.default_rng(0)
     batch = {
         "obs": rng.integers(0, 256, (16, 9, 32, 32), dtype=np.uint8),
@@ -56,3 +73,64 @@ def test_every_drqv2_update_logs_actor_and_critic_dormant_ratios():
     metrics = agent.update(batch, step=0)
     assert 0.0 <= metrics["actor_dormant_ratio"] <= 1.0
     assert 0.0 <= metrics["critic_dormant_ratio"] <= 1.0
+
+
+def test_awaken_noise_exploitation_weight_and_perturb_factor_values():
+    assert [round(awaken_stddev(b), 4) for b in (0.0, 0.2, 0.3)] == [0.1192, 0.5, 0.7311]
+    assert [round(exploitation_weight(b), 4) for b in (0.0, 0.2, 0.3)] == [0.6, 0.3, 0.004]
+    assert perturb_factor(0.25, max_perturb=0.9) == pytest.approx(0.5)
+    assert perturb_factor(0.0, max_perturb=0.9) == 0.9  # capped by max_perturb
+    assert perturb_factor(0.8, max_perturb=0.9) == 0.2  # floored at 0.2
+
+
+def test_awaken_schedule_restarts_the_linear_schedule_at_awakening():
+    schedule = AwakenSchedule(base=LinearSchedule(1.0, 0.1, 1000))
+    assert schedule(0, beta=0.3) == pytest.approx(0.7311, abs=1e-4)  # dormant: sigmoid noise
+    assert schedule.awaken_step is None
+    assert schedule(500, beta=0.1) == pytest.approx(1.0)  # awake: linear schedule from 1.0 again
+    assert schedule.awaken_step == 500
+    assert schedule(1000, beta=0.1) == pytest.approx(0.55)  # halfway through the restarted decay
+    assert schedule(5000, beta=0.1) == pytest.approx(max(0.1, awaken_stddev(0.1)))
+    assert schedule(6000, beta=0.35) == pytest.approx(awaken_stddev(0.35))  # dormant again: larger
+    assert schedule.awaken_step == 500  # awakening happens once
+
+
+def _trained_actor_and_optimizer():
+    torch.manual_seed(0)
+    agent = DrQV2Agent(
+        DrQV2Config(hidden_dim=32), obs_shape=(9, 32, 32), action_dim=2, device="cpu"
+    )
+    with torch.no_grad():  # non-zero biases everywhere, as after training
+        for module in agent.actor.modules():
+            if isinstance(module, nn.Linear):
+                module.bias.uniform_(-0.1, 0.1)
+    optimizer = agent.optimizers["actor"]
+    loss = agent.actor(torch.randn(8, agent.encoder.repr_dim), 0.5).mean.pow(2).sum()
+    loss.backward()
+    optimizer.step()
+    return agent.actor, optimizer
+
+
+def test_perturbation_changes_every_linear_parameter_and_no_layernorm():
+    actor, optimizer = _trained_actor_and_optimizer()
+    before = {name: p.detach().clone() for name, p in actor.named_parameters()}
+    perturb_linear_layers(actor, alpha=perturb_factor(0.25, max_perturb=0.9))
+    reset_optimizer_state(optimizer)
+    for name, param in actor.named_parameters():
+        if name.startswith("trunk.1"):  # the LayerNorm
+            assert torch.equal(param, before[name]), name
+        else:
+            assert not torch.equal(param, before[name]), name
+    assert len(optimizer.state) == 0
+
+
+def test_perturbation_is_the_convex_mix_and_alpha_one_is_identity():
+    layer = nn.Linear(4, 3)
+    before = layer.weight.detach().clone()
+    perturb_linear_layers(layer, alpha=1.0)
+    assert torch.equal(layer.weight, before)
+    torch.manual_seed(5)
+    perturb_linear_layers(layer, alpha=0.3)
+    torch.manual_seed(5)
+    fresh_weight = nn.init.orthogonal_(torch.empty(3, 4))  # the same draw the perturbation made
+    torch.testing.assert_close(layer.weight, 0.3 * before + 0.7 * fresh_weight)
