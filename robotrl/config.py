@@ -12,6 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
 
 
@@ -95,3 +96,4 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="eval_schema", node=EvalConfig)
     store.store(group="agent", name="drqv2_schema", node=DrQV2Config)
+    store.store(group="agent", name="drm_schema", node=DrMConfig)

@@ -10,6 +10,7 @@ from robotrl.agents.base import Agent
 # name -> "module:Class"; imported lazily so an agent's dependencies load only when it is used.
 AGENT_CLASSES: dict[str, str] = {
     "drqv2": "robotrl.agents.drqv2:DrQV2Agent",
+    "drm": "robotrl.agents.drm:DrMAgent",
 }
 
 

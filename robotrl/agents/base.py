@@ -58,6 +58,7 @@ class Agent(ABC):
         return {
             "modules": {name: module.state_dict() for name, module in self.modules.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "extra": self.extra_state(),
         }
 
     def load_state_dict(self, state: StateDict) -> None:
@@ -67,6 +68,14 @@ class Agent(ABC):
             module.load_state_dict(state["modules"][name])
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Plain values (numbers, None) besides weights that training must resume with."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore what :meth:`extra_state` saved (agents without extra state need nothing)."""
 
     def get_weights(self) -> dict[str, dict[str, torch.Tensor]]:
         """CPU copies of the acting modules' parameters."""

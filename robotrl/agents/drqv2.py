@@ -77,6 +77,7 @@ class DrQV2Agent(Agent):
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.augment = RandomShift(cfg.augment_pad)
+        self.actor_dormant_ratio = 0.0  # of the last training batch (see dormant_ratios)
 
         self.modules = {
             "encoder": self.encoder,
@@ -95,10 +96,14 @@ class DrQV2Agent(Agent):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.encoder(pixels.contiguous(memory_format=self.memory_format))
 
+    def stddev(self, step: int) -> float:
+        """Exploration noise of the policy at ``step`` (DrQ-v2: the linear schedule)."""
+        return self.cfg.stddev_schedule(step)
+
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
         pixels = self._to_tensor(obs["pixels"]).unsqueeze(0)
-        dist = self.actor(self.encode(pixels), self.cfg.stddev_schedule(step))
+        dist = self.actor(self.encode(pixels), self.stddev(step))
         if eval_mode:
             action = dist.mean
         else:
@@ -129,10 +134,17 @@ class DrQV2Agent(Agent):
         self, features: torch.Tensor, action: torch.Tensor, step: int
     ) -> dict[str, float]:
         """Live diagnostic (DrM): dormant ratios of actor and critic on this training batch."""
-        std = self.cfg.stddev_schedule(step)
+        std = self.stddev(step)
         actor = dormant_stats(self.actor, lambda: self.actor(features, std))
         critic = dormant_stats(self.critic, lambda: self.critic(features, action))
+        self.actor_dormant_ratio = actor.ratio
         return {"actor_dormant_ratio": actor.ratio, "critic_dormant_ratio": critic.ratio}
+
+    def target_value(self, next_features: torch.Tensor, step: int) -> torch.Tensor:
+        """V(s') for the critic target: clipped double Q at a noisy next action."""
+        next_action = self.actor(next_features, self.stddev(step)).sample(clip=self.cfg.stddev_clip)
+        target_q1, target_q2 = self.critic_target(next_features, next_action)
+        return torch.min(target_q1, target_q2)
 
     def update_critic(
         self,
@@ -144,10 +156,7 @@ class DrQV2Agent(Agent):
         step: int,
     ) -> dict[str, float]:
         with torch.no_grad():
-            std = self.cfg.stddev_schedule(step)
-            next_action = self.actor(next_features, std).sample(clip=self.cfg.stddev_clip)
-            target_q1, target_q2 = self.critic_target(next_features, next_action)
-            target_q = reward + discount * torch.min(target_q1, target_q2)
+            target_q = reward + discount * self.target_value(next_features, step)
         q1, q2 = self.critic(features, action)
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
 
@@ -164,7 +173,8 @@ class DrQV2Agent(Agent):
         }
 
     def update_actor(self, features: torch.Tensor, step: int) -> dict[str, float]:
-        dist = self.actor(features, self.cfg.stddev_schedule(step))
+        std = self.stddev(step)
+        dist = self.actor(features, std)
         action = dist.sample(clip=self.cfg.stddev_clip)
         q1, q2 = self.critic(features, action)
         actor_loss = -torch.min(q1, q2).mean()
@@ -176,5 +186,5 @@ class DrQV2Agent(Agent):
             "actor_loss": actor_loss.item(),
             "actor_logprob": dist.log_prob(action).sum(-1).mean().item(),
             "actor_entropy": dist.entropy().sum(-1).mean().item(),
-            "actor_stddev": self.cfg.stddev_schedule(step),
+            "actor_stddev": std,
         }

@@ -106,19 +106,24 @@ def perturb_factor(
 class AwakenSchedule:
     """DrM's awaken exploration.
 
-    Until the dormant ratio first falls below the threshold the noise is
-    :func:`awaken_stddev`; from that "awaken" step on it is the larger of that and the base
-    linear schedule restarted at the awaken step. ``awaken_step`` is state to checkpoint.
+    Until the agent is awake the noise is :func:`awaken_stddev`; once awake it is the larger of
+    that and the base linear schedule restarted at the awaken step. The agent is awake from the
+    first :meth:`observe` (called on each update) after ``earliest_step`` with β below the
+    threshold. ``awaken_step`` is state to checkpoint.
     """
 
     base: LinearSchedule
     threshold: float = DORMANT_THRESHOLD
+    slope: float = 10.0
+    earliest_step: int = 0
     awaken_step: int | None = None
 
-    def __call__(self, step: int, beta: float) -> float:
-        if self.awaken_step is None and beta < self.threshold:
+    def observe(self, step: int, beta: float) -> None:
+        if self.awaken_step is None and step > self.earliest_step and beta < self.threshold:
             self.awaken_step = step
-        dormant_noise = awaken_stddev(beta, self.threshold)
+
+    def __call__(self, step: int, beta: float) -> float:
+        dormant_noise = awaken_stddev(beta, self.threshold, self.slope)
         if self.awaken_step is None:
             return dormant_noise
         return max(dormant_noise, self.base(step - self.awaken_step))

@@ -54,3 +54,17 @@ class Critic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h_action = torch.cat([self.trunk(features), action], dim=-1)
         return self.q1(h_action), self.q2(h_action)
+
+
+class ValueNet(nn.Module):
+    """State-value head V(s) with the same trunk design as the actor and critic."""
+
+    def __init__(self, repr_dim: int, feature_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.trunk = trunk(repr_dim, feature_dim)
+        self.value = mlp(feature_dim, hidden_dim, 1)
+        self.apply(orthogonal_init)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        value: torch.Tensor = self.value(self.trunk(features))
+        return value

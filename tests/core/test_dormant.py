@@ -84,14 +84,19 @@ def test_awaken_noise_exploitation_weight_and_perturb_factor_values():
 
 
 def test_awaken_schedule_restarts_the_linear_schedule_at_awakening():
-    schedule = AwakenSchedule(base=LinearSchedule(1.0, 0.1, 1000))
-    assert schedule(0, beta=0.3) == pytest.approx(0.7311, abs=1e-4)  # dormant: sigmoid noise
+    schedule = AwakenSchedule(base=LinearSchedule(1.0, 0.1, 1000), earliest_step=100)
+    schedule.observe(50, beta=0.1)  # still in the uniform-exploration phase: not yet
     assert schedule.awaken_step is None
-    assert schedule(500, beta=0.1) == pytest.approx(1.0)  # awake: linear schedule from 1.0 again
+    schedule.observe(200, beta=0.3)
+    assert schedule(200, beta=0.3) == pytest.approx(0.7311, abs=1e-4)  # dormant: sigmoid noise
+    assert schedule.awaken_step is None
+    schedule.observe(500, beta=0.1)
     assert schedule.awaken_step == 500
-    assert schedule(1000, beta=0.1) == pytest.approx(0.55)  # halfway through the restarted decay
+    assert schedule(500, beta=0.1) == pytest.approx(1.0)  # linear schedule from 1.0 again
+    assert schedule(1000, beta=0.1) == pytest.approx(0.55)  # halfway through the restart
     assert schedule(5000, beta=0.1) == pytest.approx(max(0.1, awaken_stddev(0.1)))
-    assert schedule(6000, beta=0.35) == pytest.approx(awaken_stddev(0.35))  # dormant again: larger
+    assert schedule(6000, beta=0.35) == pytest.approx(awaken_stddev(0.35))  # dormant again
+    schedule.observe(7000, beta=0.0)
     assert schedule.awaken_step == 500  # awakening happens once
 
 
