@@ -146,7 +146,12 @@ class DrMAgent(DrQV2Agent):
     ) -> dict[str, float]:
         metrics = super().dormant_ratios(features, action, step)
         self.awaken.observe(step, self.actor_dormant_ratio)
-        # The value net learns here, before the critic, on the same batch (as in the paper).
+        return metrics
+
+    def update_auxiliary(
+        self, features: torch.Tensor, action: torch.Tensor, step: int
+    ) -> dict[str, float]:
+        """Expectile regression of V(s) on min Q(s, a), before the critic update."""
         with torch.no_grad():
             q1, q2 = self.critic(features, action)
         value_loss = expectile_loss(
@@ -155,8 +160,7 @@ class DrMAgent(DrQV2Agent):
         self.optimizers["value_net"].zero_grad(set_to_none=True)
         value_loss.backward()
         self.optimizers["value_net"].step()
-        metrics["value_loss"] = value_loss.item()
-        return metrics
+        return {"value_loss": value_loss.item()}
 
     def target_value(self, next_features: torch.Tensor, step: int) -> torch.Tensor:
         explore = super().target_value(next_features, step)

@@ -124,6 +124,7 @@ class DrQV2Agent(Agent):
             next_features = self.encode(self.augment(next_obs.float()))
 
         metrics = self.dormant_ratios(features.detach(), action, step)
+        metrics |= self.update_auxiliary(features.detach(), action, step)
         metrics |= self.update_critic(features, action, reward, discount, next_features, step)
         metrics |= self.update_actor(features.detach(), step)
         soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
@@ -139,6 +140,12 @@ class DrQV2Agent(Agent):
         critic = dormant_stats(self.critic, lambda: self.critic(features, action))
         self.actor_dormant_ratio = actor.ratio
         return {"actor_dormant_ratio": actor.ratio, "critic_dormant_ratio": critic.ratio}
+
+    def update_auxiliary(
+        self, features: torch.Tensor, action: torch.Tensor, step: int
+    ) -> dict[str, float]:
+        """Extra heads trained on the batch before the critic (none in DrQ-v2; DrM's value net)."""
+        return {}
 
     def target_value(self, next_features: torch.Tensor, step: int) -> torch.Tensor:
         """V(s') for the critic target: clipped double Q at a noisy next action."""
