@@ -82,3 +82,9 @@ def action_space(size: int, seed: int) -> spaces.Box:
 def channels_first(frame: np.ndarray) -> np.ndarray:
     """``[H, W, 3]`` → a fresh contiguous ``[3, H, W]`` array (never a view of a render buffer)."""
     return np.ascontiguousarray(frame.transpose(2, 0, 1))
+
+
+def reset_seed(seed: int | None, factory_seed: int, seeded: bool) -> int | None:
+    """The seed for ``gym.Env.reset``: the factory's seed drives the first episode unless
+    ``reset()`` is given its own, so ``make_env(seed=s)`` starts like ``reset(seed=s)``."""
+    return factory_seed if seed is None and not seeded else seed

@@ -37,6 +37,7 @@ from robotrl_sim._common import (
     check_render_mode,
     observation_space,
     parse_options,
+    reset_seed,
 )
 from robotrl_sim._mujoco import fast_render_overrides
 
@@ -159,9 +160,7 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
-        # The factory's seed drives the first episode unless reset() is given its own.
-        if seed is None and self._np_random is None:
-            seed = self._seed
+        seed = reset_seed(seed, self._seed, seeded=self._np_random is not None)
         super().reset(seed=seed)
         if seed is not None:
             # Re-seeding the task's own RandomState in place makes reset(seed=s) reproduce the

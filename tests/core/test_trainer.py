@@ -123,7 +123,7 @@ def test_resume_into_a_different_agent_class_is_a_clear_error(tmp_path):
     make_trainer(make_cfg(frames=30), tmp_path).train()
 
     class OtherAgent(DrQV2Agent):
-        pass
+        """Same networks, different class: the checkpoint must still refuse it."""
 
     with pytest.raises(CheckpointError, match=r"was written by robotrl\.agents\.drqv2:DrQV2Agent"):
         make_trainer(make_cfg(frames=60), tmp_path, agent_cls=OtherAgent).train()

@@ -26,6 +26,7 @@ from robotrl_sim._common import (
     check_action,
     check_render_mode,
     observation_space,
+    reset_seed,
 )
 from robotrl_sim._mujoco import FixedCameraRenderer
 
@@ -118,9 +119,7 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
-        # The factory's seed drives the first episode unless reset() is given its own.
-        if seed is None and self._np_random is None:
-            seed = self._seed
+        seed = reset_seed(seed, self._seed, seeded=self._np_random is not None)
         super().reset(seed=seed)
         mujoco.mj_resetData(self._model, self._data)
         if self._options.target == "fixed":
