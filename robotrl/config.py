@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
+from robotrl.agents.mentor import MentorConfig
 
 
 @dataclass
@@ -97,3 +98,4 @@ def register_configs() -> None:
     store.store(name="eval_schema", node=EvalConfig)
     store.store(group="agent", name="drqv2_schema", node=DrQV2Config)
     store.store(group="agent", name="drm_schema", node=DrMConfig)
+    store.store(group="agent", name="mentor_schema", node=MentorConfig)

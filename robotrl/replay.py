@@ -15,10 +15,13 @@ Every transition is sampleable. The DrQ-v2 reference only samples starts with a 
 window; we keep the shortened windows so an episode's last steps are trained on too, which is the
 n-step definition of the paper (a return truncated at the episode end).
 
+Horizon (TACO). ``sample(batch_size, horizon=K)`` draws only steps ``t`` with ``t + K <= T``, so
+``o_{t+K}`` exists in the same episode, and adds ``action_seq`` ``[B, K, A]`` (``a_t..a_{t+K-1}``),
+``reward_seq`` ``[B, K]`` (``r_t..r_{t+K-1}``, undiscounted, one column per step) and
+``obs_horizon`` (the stack of observation ``t + K``, like ``obs``). The n-step keys keep their
+meaning; an episode with fewer than ``K`` transitions contributes nothing.
+
 Extensions this layout is meant to take without a rewrite:
-- TACO (action sequences ``a_t..a_{t+K-1}`` and ``o_{t+K}``): draw start slots whose episode has
-  ``K`` steps left, then gather ``action[t + arange(K)]`` like the rewards below and call
-  ``_stack(t + K)``.
 - RLPD (50/50 demo/online batches): a small wrapper samples ``B/2`` from two ``EpisodicReplay``
   instances and concatenates the dicts; both return the same keys and dtypes.
 """
@@ -139,7 +142,8 @@ class EpisodicReplay:
         self._cursor = 0  # first free slot after the newest episode
         self._num_transitions = 0
         self._num_episodes = 0
-        self._valid_slots: np.ndarray | None = None  # cached sampleable slots; None = stale
+        # Sampleable slots per horizon, built on first use; cleared whenever episodes change.
+        self._valid_slots: dict[int, np.ndarray] = {}
         self._staged: dict[str, list[np.ndarray]] | None = None  # episode in progress
         self._channels: int | None = None
         self._directory_checked = False
@@ -223,12 +227,12 @@ class EpisodicReplay:
         self._placements.append(placement)
         self._cursor = placement.end
         self._num_transitions += length
-        self._valid_slots = None
+        self._valid_slots.clear()
         return placement
 
     def _evict_oldest(self) -> None:
         self._num_transitions -= self._placements.popleft().length
-        self._valid_slots = None
+        self._valid_slots.clear()
 
     def _write(self, placement: _Placement, episode: Episode) -> None:
         if self._storage is None:
@@ -259,19 +263,36 @@ class EpisodicReplay:
     def nbytes(self) -> int:
         """Bytes reserved by storage and the sample-index cache (pages commit once written)."""
         arrays = [] if self._storage is None else self._storage.arrays()
-        arrays += [] if self._valid_slots is None else [self._valid_slots]
+        arrays += list(self._valid_slots.values())
         return sum(array.nbytes for array in arrays)
 
-    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
-        """Uniform batch: obs, action, reward, discount, next_obs (+ extras and ``next_<key>``)."""
+    def sample(self, batch_size: int, *, horizon: int = 0) -> dict[str, np.ndarray]:
+        """Uniform batch: obs, action, reward, discount, next_obs (+ extras and ``next_<key>``).
+
+        With ``horizon=K > 0`` only steps ``t`` whose episode reaches ``o_{t+K}`` are drawn, and
+        the batch also holds ``action_seq``, ``reward_seq`` and ``obs_horizon`` (module docstring).
+        """
+        if horizon < 0:
+            raise ValueError(f"horizon must be >= 0, got {horizon}")
         if self._num_transitions == 0 or self._storage is None:
             raise ValueError("no finished episode to sample from")
-        if self._valid_slots is None:
-            self._valid_slots = np.concatenate(
-                [np.arange(p.start, p.end - 1) for p in self._placements]
+        valid = self._valid_slots.get(horizon)
+        if valid is None:
+            # A slot t is valid when t + max(K, 1) <= last: the n-step window (K = 0) needs one
+            # transition after it, a horizon K needs o_{t+K} in the episode.
+            skip = max(horizon, 1)
+            valid = np.concatenate([np.arange(p.start, p.end - skip) for p in self._placements])
+            self._valid_slots[horizon] = valid
+        if len(valid) == 0:
+            raise ValueError(
+                f"no step can be sampled with horizon={horizon}: no episode in the buffer has "
+                f"{horizon} or more transitions"
             )
-        slots = self._valid_slots[self._rng.integers(len(self._valid_slots), size=batch_size)]
-        return self._nstep_batch(slots)
+        slots = valid[self._rng.integers(len(valid), size=batch_size)]
+        batch = self._nstep_batch(slots)
+        if horizon > 0:
+            batch |= self._horizon_batch(slots, horizon)
+        return batch
 
     def _nstep_batch(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         storage = self._storage
@@ -297,6 +318,16 @@ class EpisodicReplay:
             batch[key] = array[slots]
             batch[f"next_{key}"] = array[next_slots]
         return batch
+
+    def _horizon_batch(self, slots: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
+        storage = self._storage
+        assert storage is not None
+        window = slots[:, None] + np.arange(horizon)  # inside the episode: slots are valid
+        return {
+            "action_seq": storage.action[window],
+            "reward_seq": storage.reward[window],
+            "obs_horizon": self._stack(slots + horizon),
+        }
 
     def _stack(self, slots: np.ndarray) -> np.ndarray:
         """Frame stacks ``[B, ..., C*stack, H, W]`` ending at ``slots``, oldest frame first."""
@@ -374,7 +405,8 @@ class EpisodicReplay:
 
         self._placements.clear()
         self._cursor = self._num_transitions = 0
-        self._valid_slots, self._staged = None, None
+        self._valid_slots.clear()
+        self._staged = None
         for index in range(num_episodes):
             match = EPISODE_FILE.match(files[index].name)
             assert match is not None

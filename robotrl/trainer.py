@@ -195,7 +195,9 @@ class Trainer:
                 and counters.step % update_every == 0
                 and len(self.replay) > 0
             ):
-                batch = self.replay.sample(int(cfg.replay.batch_size))
+                batch = self.replay.sample(
+                    int(cfg.replay.batch_size), horizon=self.agent.replay_horizon
+                )
                 for name, value in self.agent.update(batch, counters.step).items():
                     update_metrics[name].append(value)
             obs, reward, terminated, truncated, info = self.env.step(action)
@@ -212,6 +214,7 @@ class Trainer:
 
             if terminated or truncated:
                 counters.episode += 1
+                self.agent.observe_episode(episode_return)
                 elapsed = time.perf_counter() - episode_start
                 metrics = {name: float(np.mean(v)) for name, v in update_metrics.items()}
                 _check_finite(metrics, counters.frame)

@@ -11,6 +11,9 @@ from robotrl.agents.base import Agent
 AGENT_CLASSES: dict[str, str] = {
     "drqv2": "robotrl.agents.drqv2:DrQV2Agent",
     "drm": "robotrl.agents.drm:DrMAgent",
+    "mentor": "robotrl.agents.mentor:MentorAgent",
+    # TACO is DrQ-v2 with ``aux="taco"`` (robotrl.agents.taco); any agent here can take that.
+    "taco": "robotrl.agents.drqv2:DrQV2Agent",
 }
 
 

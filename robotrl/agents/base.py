@@ -31,6 +31,8 @@ class Agent(ABC):
     config_class: type
     #: The trainer calls ``update`` on every n-th agent step.
     update_every_steps: int = 1
+    #: K > 0: batches must carry ``action_seq``, ``reward_seq`` and ``obs_horizon`` (t + K).
+    replay_horizon: int = 0
 
     def __init__(
         self, cfg: Any, *, obs_shape: tuple[int, ...], action_dim: int, device: str
@@ -49,6 +51,9 @@ class Agent(ABC):
     @abstractmethod
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """One learning step on a replay batch; returns scalar metrics."""
+
+    def observe_episode(self, episode_return: float) -> None:  # noqa: B027 (optional hook)
+        """Called by the trainer when a training episode ends (MENTOR keeps snapshots here)."""
 
     def train(self, training: bool = True) -> None:
         for module in self.modules.values():

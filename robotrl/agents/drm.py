@@ -123,11 +123,15 @@ class DrMAgent(DrQV2Agent):
             self.cfg.min_perturb,
             self.cfg.perturb_rate,
         )
-        for network in (self.actor, self.critic, self.critic_target, self.value_net):
-            perturb_linear_layers(network, alpha)
+        self.shrink_and_perturb(alpha)
         for optimizer in self.optimizers.values():
             reset_optimizer_state(optimizer)
         return alpha
+
+    def shrink_and_perturb(self, alpha: float) -> None:
+        """θ ← α·θ + (1−α)·θ_fresh on the Linear layers of actor, critic, target and value net."""
+        for network in (self.actor, self.critic, self.critic_target, self.value_net):
+            perturb_linear_layers(network, alpha)
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -153,7 +157,7 @@ class DrMAgent(DrQV2Agent):
     ) -> dict[str, float]:
         """Expectile regression of V(s) on min Q(s, a), before the critic update."""
         with torch.no_grad():
-            q1, q2 = self.critic(features, action)
+            q1, q2 = self.critic(features, self.critic_action(action))
         value_loss = expectile_loss(
             self.value_net(features) - torch.min(q1, q2), self.cfg.expectile
         )

@@ -4,6 +4,10 @@ and a scheduled exploration noise, learning from pixels.
 
 The encoder is trained by the critic loss only; the actor sees detached features. Defaults are
 the paper's DMC hyper-parameters.
+
+The family's other methods plug in here by config: ``actor="moe"`` (MENTOR's mixture-of-experts
+actor, ``robotrl.nn.moe``) and ``aux="taco"`` (TACO's latent action encoder for the critic and
+its contrastive loss, ``robotrl.agents.taco``); DrM and MENTOR subclass the agent.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from robotrl.agents.base import Agent, Batch
+from robotrl.agents.taco import ActionEncoder, TacoConfig, TacoObjective
 from robotrl.nn.augment import RandomShift
 from robotrl.nn.dormant import dormant_stats
 from robotrl.nn.encoder import PixelEncoder
 from robotrl.nn.heads import Actor, Critic
+from robotrl.nn.moe import MoEConfig
 from robotrl.schedules import LinearSchedule
 
 
@@ -40,8 +46,18 @@ class DrQV2Config:
     augment_pad: int = 4
     # NHWC convolutions: ~1.6x faster on CPU, neutral on GPU.
     channels_last: bool = True
+    # "mlp": DrQ-v2's actor; "moe": MENTOR's mixture-of-experts actor, sized by ``moe``.
+    actor: str = "mlp"
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    # "none", or "taco": TACO's temporal contrastive loss and latent actions, sized by ``taco``.
+    aux: str = "none"
+    taco: TacoConfig = field(default_factory=TacoConfig)
 
     def __post_init__(self) -> None:
+        if self.actor not in ("mlp", "moe"):
+            raise ValueError(f"actor must be 'mlp' or 'moe', got {self.actor!r}")
+        if self.aux not in ("none", "taco"):
+            raise ValueError(f"aux must be 'none' or 'taco', got {self.aux!r}")
         if not 0.0 < self.critic_target_tau <= 1.0:
             raise ValueError(f"critic_target_tau must be in (0, 1], got {self.critic_target_tau}")
         if self.update_every_steps < 1:
@@ -69,9 +85,28 @@ class DrQV2Agent(Agent):
         pixels_shape = (int(obs_shape[0]), int(obs_shape[1]), int(obs_shape[2]))
         self.encoder = PixelEncoder(pixels_shape).to(self.device)
         repr_dim = self.encoder.repr_dim
-        self.actor = Actor(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim).to(self.device)
-        self.critic = Critic(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim).to(self.device)
-        self.critic_target = Critic(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim)
+        moe = cfg.moe if cfg.actor == "moe" else None
+        self.actor = Actor(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, moe)
+        self.actor.to(self.device)
+        # With TACO the critic sees latent actions ψ(a) (online ψ, also for the target critic).
+        self.action_encoder: ActionEncoder | None = None
+        self.taco: TacoObjective | None = None
+        critic_action_dim = action_dim
+        if cfg.aux == "taco":
+            critic_action_dim = cfg.taco.latent_dim(action_dim)
+            self.action_encoder = ActionEncoder(
+                action_dim, critic_action_dim, cfg.taco.action_hidden_dim
+            ).to(self.device)
+            self.taco = TacoObjective(
+                cfg.taco,
+                repr_dim=repr_dim,
+                action_latent_dim=critic_action_dim,
+                discount=cfg.discount,
+            ).to(self.device)
+            self.replay_horizon = cfg.taco.horizon
+        self.critic = Critic(repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim)
+        self.critic.to(self.device)
+        self.critic_target = Critic(repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim)
         self.critic_target.to(self.device).load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -86,15 +121,28 @@ class DrQV2Agent(Agent):
             "critic_target": self.critic_target,
         }
         self.acting_modules = ("encoder", "actor")
+        # The critic loss trains the encoder (and TACO's action encoder) through this optimizer.
+        representation = list(self.encoder.parameters())
+        if self.action_encoder is not None and self.taco is not None:
+            self.modules |= {"action_encoder": self.action_encoder, "taco": self.taco}
+            representation += list(self.action_encoder.parameters())
         self.optimizers = {
-            "encoder": torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr),
+            "encoder": torch.optim.Adam(representation, lr=cfg.lr),
             "actor": torch.optim.Adam(self.actor.parameters(), lr=cfg.lr),
             "critic": torch.optim.Adam(self.critic.parameters(), lr=cfg.lr),
         }
+        if self.taco is not None:
+            # The reference steps encoder and ψ again in TACO's own Adam (separate moments).
+            taco_params = representation + list(self.taco.parameters())
+            self.optimizers["taco"] = torch.optim.Adam(taco_params, lr=cfg.taco.lr)
         self.train()
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.encoder(pixels.contiguous(memory_format=self.memory_format))
+
+    def critic_action(self, action: torch.Tensor) -> torch.Tensor:
+        """What the critic takes as its action input: ψ(a) with TACO, else the action itself."""
+        return action if self.action_encoder is None else self.action_encoder(action)
 
     def stddev(self, step: int) -> float:
         """Exploration noise of the policy at ``step`` (DrQ-v2: the linear schedule)."""
@@ -128,6 +176,8 @@ class DrQV2Agent(Agent):
         metrics |= self.update_critic(features, action, reward, discount, next_features, step)
         metrics |= self.update_actor(features.detach(), step)
         soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
+        if self.taco is not None:
+            metrics |= self.update_taco(batch)
         metrics["batch_reward"] = reward.mean().item()
         return metrics
 
@@ -137,7 +187,9 @@ class DrQV2Agent(Agent):
         """Live diagnostic (DrM): dormant ratios of actor and critic on this training batch."""
         std = self.stddev(step)
         actor = dormant_stats(self.actor, lambda: self.actor(features, std))
-        critic = dormant_stats(self.critic, lambda: self.critic(features, action))
+        critic = dormant_stats(
+            self.critic, lambda: self.critic(features, self.critic_action(action))
+        )
         self.actor_dormant_ratio = actor.ratio
         return {"actor_dormant_ratio": actor.ratio, "critic_dormant_ratio": critic.ratio}
 
@@ -150,7 +202,7 @@ class DrQV2Agent(Agent):
     def target_value(self, next_features: torch.Tensor, step: int) -> torch.Tensor:
         """V(s') for the critic target: clipped double Q at a noisy next action."""
         next_action = self.actor(next_features, self.stddev(step)).sample(clip=self.cfg.stddev_clip)
-        target_q1, target_q2 = self.critic_target(next_features, next_action)
+        target_q1, target_q2 = self.critic_target(next_features, self.critic_action(next_action))
         return torch.min(target_q1, target_q2)
 
     def update_critic(
@@ -164,7 +216,7 @@ class DrQV2Agent(Agent):
     ) -> dict[str, float]:
         with torch.no_grad():
             target_q = reward + discount * self.target_value(next_features, step)
-        q1, q2 = self.critic(features, action)
+        q1, q2 = self.critic(features, self.critic_action(action))
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
 
         self.optimizers["encoder"].zero_grad(set_to_none=True)
@@ -183,15 +235,39 @@ class DrQV2Agent(Agent):
         std = self.stddev(step)
         dist = self.actor(features, std)
         action = dist.sample(clip=self.cfg.stddev_clip)
-        q1, q2 = self.critic(features, action)
+        q1, q2 = self.critic(features, self.critic_action(action))
         actor_loss = -torch.min(q1, q2).mean()
+        metrics = {"actor_loss": actor_loss.item()}
+        moe_loss = self.actor.auxiliary_loss()
+        if moe_loss is not None:
+            metrics["moe_aux_loss"] = moe_loss.item()
+            actor_loss = actor_loss + self.cfg.moe.aux_loss_weight * moe_loss
 
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()
         self.optimizers["actor"].step()
-        return {
-            "actor_loss": actor_loss.item(),
+        return metrics | {
             "actor_logprob": dist.log_prob(action).sum(-1).mean().item(),
             "actor_entropy": dist.entropy().sum(-1).mean().item(),
             "actor_stddev": std,
         }
+
+    def update_taco(self, batch: Batch) -> dict[str, float]:
+        """TACO's step (after the actor-critic's, as in the reference), on fresh augmentations."""
+        assert self.taco is not None and self.action_encoder is not None
+        obs = self._to_tensor(batch["obs"]).float()
+        features = self.encode(self.augment(obs))
+        with torch.no_grad():
+            future = self.encode(self.augment(self._to_tensor(batch["obs_horizon"]).float()))
+            other_view = self.encode(self.augment(obs)) if self.cfg.taco.curl else None
+        loss, metrics = self.taco.loss(
+            features,
+            future,
+            self.action_encoder(self._to_tensor(batch["action_seq"])),
+            reward_seq=self._to_tensor(batch["reward_seq"]),
+            other_view_features=other_view,
+        )
+        self.optimizers["taco"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers["taco"].step()
+        return metrics

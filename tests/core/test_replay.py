@@ -366,3 +366,91 @@ def test_rng_state_round_trips_through_json() -> None:
     assert not np.array_equal(first["obs"], recorder.buffer.sample(32)["obs"])
     recorder.buffer.set_rng_state(state)
     np.testing.assert_array_equal(first["obs"], recorder.buffer.sample(32)["obs"])
+
+
+# ---------------------------------------------------------------- horizon (TACO) batches
+def check_horizon(recorder: Recorder, batch: dict[str, np.ndarray], horizon: int) -> set[Any]:
+    """Assert the horizon keys against the recording; return the sampled (episode, step)s."""
+    found = recorder.check(batch)  # the n-step keys keep their meaning
+    for i, (episode, step) in enumerate(found):
+        assert step + horizon <= len(recorder.rewards[episode]), "window crosses the episode end"
+        expected_actions = [[episode, step + k] for k in range(horizon)]
+        np.testing.assert_array_equal(batch["action_seq"][i], expected_actions)
+        expected_rewards = recorder.rewards[episode][step : step + horizon]
+        np.testing.assert_array_equal(batch["reward_seq"][i], np.float32(expected_rewards))
+        expected_obs = recorder.obs[episode][step + horizon]["pixels"]
+        np.testing.assert_array_equal(batch["obs_horizon"][i], expected_obs)
+    return set(found)
+
+
+def test_horizon_batch_holds_the_next_k_steps_of_the_same_episode() -> None:
+    horizon, lengths = 3, (5, 2, 7, 1, 3, 6, 4)
+    recorder = Recorder(make_buffer(nstep=2))
+    for length in lengths:
+        recorder.run(length, terminate=length % 2 == 0)
+    found: set[Any] = set()
+    for _ in range(10):
+        batch = recorder.buffer.sample(300, horizon=horizon)
+        assert batch["action_seq"].shape == (300, horizon, 2)
+        assert batch["reward_seq"].shape == (300, horizon)
+        assert batch["obs_horizon"].shape == batch["obs"].shape == (300, 9, 8, 8)
+        assert batch["action_seq"].dtype == batch["reward_seq"].dtype == np.float32
+        assert batch["obs_horizon"].dtype == np.uint8
+        found |= check_horizon(recorder, batch, horizon)
+    # Every step with o_{t+K} in its episode is drawn, and no other: episodes of 1 and 2 steps
+    # contribute nothing, and the last K steps of each episode are never drawn.
+    valid = {(e, t) for e, length in enumerate(lengths) for t in range(length - horizon + 1)}
+    assert found == valid
+
+
+def kept_episodes(recorder: Recorder) -> set[int]:
+    """Episodes still in the buffer (seen in a large K=0 batch)."""
+    frames = recorder.buffer.sample(1000)["obs"][:, -3:, 0, 0].astype(int)
+    return set(frames[:, 1] + 256 * frames[:, 2])
+
+
+def test_horizon_stays_correct_after_eviction_and_wraparound() -> None:
+    rng = np.random.default_rng(7)
+    recorder = Recorder(make_buffer(capacity=40, nstep=3))
+    for length in rng.integers(1, 15, size=30):
+        recorder.run(int(length), terminate=bool(rng.integers(2)))
+        recorder.buffer.sample(8)  # fills the horizon-0 cache, which eviction must clear too
+        if any(len(recorder.rewards[e]) >= 4 for e in kept_episodes(recorder)):
+            check_horizon(recorder, recorder.buffer.sample(200, horizon=4), 4)
+
+
+def test_horizon_zero_draws_exactly_as_before() -> None:
+    lengths = (4, 1, 6, 3)
+    recorder = Recorder(make_buffer(seed=11))
+    for length in lengths:
+        recorder.run(length)
+    batch = recorder.buffer.sample(64, horizon=0)
+    nstep_keys = {"obs", "action", "reward", "discount", "next_obs", "proprio", "next_proprio"}
+    assert set(batch) == nstep_keys
+    # The pre-horizon rule: one uniform integer per row over all transitions, in ring order.
+    transitions = [(e, t) for e, length in enumerate(lengths) for t in range(length)]
+    draws = np.random.default_rng(11).integers(len(transitions), size=64)
+    assert recorder.check(batch) == [transitions[i] for i in draws]
+    # A horizon batch in between neither changes the keys nor the rule of a later K=0 batch.
+    recorder.buffer.sample(16, horizon=2)
+    state = recorder.buffer.rng_state()
+    default = recorder.buffer.sample(32)
+    recorder.buffer.set_rng_state(state)
+    explicit = recorder.buffer.sample(32, horizon=0)
+    assert default.keys() == explicit.keys()
+    for key in default:
+        np.testing.assert_array_equal(default[key], explicit[key], err_msg=key)
+
+
+def test_horizon_longer_than_every_episode_is_a_clear_error() -> None:
+    recorder = Recorder(make_buffer())
+    recorder.run(1)
+    recorder.run(2, terminate=False)
+    recorder.buffer.sample(4)
+    with pytest.raises(ValueError, match="horizon=3"):
+        recorder.buffer.sample(4, horizon=3)
+    with pytest.raises(ValueError, match="horizon must be >= 0"):
+        recorder.buffer.sample(4, horizon=-1)
+    recorder.run(3)  # exactly K steps: only its first step has o_{t+K}
+    found = check_horizon(recorder, recorder.buffer.sample(50, horizon=3), 3)
+    assert found == {(2, 0)}

@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
+from robotrl.agents.mentor import MentorAgent, MentorConfig
+from robotrl.agents.taco import TacoConfig
 from robotrl.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from robotrl.config import EnvConfig, LoggerConfig, ReplayConfig, TaskConfig, TrainConfig
 from robotrl.envs.wrappers import FrameStack
 from robotrl.logger import Logger
+from robotrl.nn.moe import MoEConfig
 from robotrl.replay import EpisodicReplay
 from robotrl.schedules import LinearSchedule
 from robotrl.trainer import Trainer, TrainingDivergedError
@@ -151,3 +154,25 @@ def test_diverging_update_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_
         trainer.train()
     checkpoints = list_checkpoints(tmp_path / "checkpoints")
     assert checkpoints and load_checkpoint(checkpoints[-1]).frame <= 60
+
+
+def test_trainer_reports_every_finished_episode_to_the_agent(tmp_path):
+    cfg = make_cfg(frames=60)
+    moe = MoEConfig(num_experts=4, top_k=2, expert_hidden_dim=8, gate_hidden_dim=8)
+    cfg.agent = MentorConfig(hidden_dim=16, feature_dim=8, num_expl_steps=20, snapshots=3, moe=moe)
+    trainer = make_trainer(cfg, tmp_path, agent_cls=MentorAgent)
+    trainer.train()
+    trainer.logger.close()
+    returns = [float(row["episode_return"]) for row in read_csv(tmp_path / "train.csv")]
+    assert len(returns) == 6
+    assert sorted(trainer.agent.snapshot_returns) == sorted(returns)[-3:]
+
+
+def test_trainer_samples_the_horizon_the_agent_asks_for(tmp_path):
+    taco = TacoConfig(horizon=3, projection_dim=8, projection_hidden_dim=16)
+    trainer = make_trainer(make_cfg(frames=60, aux="taco", taco=taco), tmp_path)
+    assert trainer.agent.replay_horizon == 3
+    trainer.train()
+    trainer.logger.close()
+    rows = read_csv(tmp_path / "train.csv")
+    assert all(float(row["taco_contrastive_loss"]) > 0 for row in rows if row["critic_loss"])
