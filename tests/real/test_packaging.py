@@ -20,6 +20,7 @@ def test_each_part_is_its_own_installed_distribution():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts["robotrl-train"] == "robotrl.cli.train:main"
     assert scripts["robotrl-eval"] == "robotrl.cli.evaluate:main"
+    assert scripts["robotrl-report"] == "robotrl.cli.report:main"
 
 
 def test_importing_the_core_loads_no_simulator():
