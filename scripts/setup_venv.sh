@@ -30,6 +30,11 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first: a plain `torch` requirement would pull several GB of CUDA wheels.
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -r requirements/lock.txt -r requirements/dev.txt
+# MetaWorld cannot be a pin in lock.txt: metaworld 3.1.1 requires mujoco==3.3.0, which no resolver
+# reconciles with our mujoco 3.17.0. Install it alone without its dependencies (the others it needs,
+# gymnasium, numpy, scipy and imageio, are in lock.txt); robotrl_sim._metaworld_compat makes it run
+# on mujoco 3.17. `pip check` will keep reporting the mujoco pin: that is expected.
+"${pip[@]}" install --no-deps "metaworld==3.1.1"
 "${pip[@]}" install --no-deps -e . -e sim -e real_robot
 touch .venv/.installed
 echo "Environment ready: .venv"

@@ -27,6 +27,7 @@ ENTRY_POINT_GROUP = "robotrl.envs"
 _SUITE_PROVIDERS = {
     "builtin": "robotrl-sim",
     "dmc": "robotrl-sim",
+    "metaworld": "robotrl-sim",  # and MetaWorld itself; robotrl_sim.metaworld says how
 }
 
 

@@ -1,7 +1,8 @@
 """Simulators for robotrl: the built-in pixel tasks and benchmark adapters.
 
-The core finds the suites through the ``robotrl.envs`` entry points (``builtin``, ``dmc``); each
-suite module exposes ``make_env(task, *, seed, image_size, action_repeat, **options)``.
+The core finds the suites through the ``robotrl.envs`` entry points (``builtin``, ``dmc``,
+``metaworld``); each suite module exposes
+``make_env(task, *, seed, image_size, action_repeat, **options)``.
 """
 
 import os

@@ -44,14 +44,19 @@ def _close_open_renderers() -> None:
 
 
 class FixedCameraRenderer:
-    """Renders one named camera of a model at any size up to ``max_size``, slow visuals off.
+    """Renders one named camera of a model at any size up to ``max_size``.
+
+    Shadows, reflections and the skybox are off unless ``fast_visuals=False`` asks for the model's
+    own visuals (slower on a CPU, but what published pixel results were rendered with).
 
     One GL context and one ``MjrContext`` serve every size, so an env that renders small
     observations and large eval frames holds a single context. (Two ``mujoco.Renderer`` objects in
     one thread corrupt each other: closing one frees GL objects in whichever context is current.)
     """
 
-    def __init__(self, model: mujoco.MjModel, camera: str, max_size: int) -> None:
+    def __init__(
+        self, model: mujoco.MjModel, camera: str, max_size: int, *, fast_visuals: bool = True
+    ) -> None:
         camera_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         if camera_id < 0:
             raise ValueError(f"model has no camera named {camera!r}")
@@ -70,7 +75,8 @@ class FixedCameraRenderer:
         self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._scene = mujoco.MjvScene(model, maxgeom=max(100, 2 * model.ngeom))
-        disable_slow_visuals(self._scene)
+        if fast_visuals:
+            disable_slow_visuals(self._scene)
         self._option = mujoco.MjvOption()
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED

@@ -40,7 +40,7 @@ def test_installed_suites_are_found_through_entry_points():
 
 
 def test_unknown_suite_names_the_installed_ones_and_the_package():
-    with pytest.raises(UnknownSuiteError, match=r"No environment suite named 'metaworld'"):
-        make_env("metaworld", "reach", seed=0, image_size=64, action_repeat=1, frame_stack=1)
+    with pytest.raises(UnknownSuiteError, match=r"No environment suite named 'robosuite'"):
+        make_env("robosuite", "lift", seed=0, image_size=64, action_repeat=1, frame_stack=1)
     with pytest.raises(UnknownSuiteError, match=r"installed suites: \['builtin', 'dmc'"):
         load_suite("nope")
