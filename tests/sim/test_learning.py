@@ -1,8 +1,9 @@
 """Each agent learns the built-in reach task from pixels on CPU (`make train`'s job, shorter).
 
 A random policy scores about 30 on the eval episodes; a scripted go-to-target policy about 97.
-After 14k frames DrQ-v2 has scored 70-85 in our runs. The margin below (random + 25) is far
-above what a broken agent reaches (no learning stays at or below random).
+After 14k frames DrQ-v2 has scored 70-85 in our runs (per-agent figures: docs/benchmarks.md).
+The margin below (random + 25) is far above what a broken agent reaches (no learning stays at or
+below random).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from robotrl.envs import make_env
 from robotrl.trainer import eval_reset_seed
 
 BIN = Path(sys.executable).parent
-# DrM restarts its noise schedule when it awakens (~step 1000), so it explores longer.
-FRAMES = {"drqv2": 14_000, "drm": 18_000}
+# DrM restarts its noise schedule when it awakens (~step 1000), so it explores longer; MENTOR
+# does too, and its mixture-of-experts actor learns this small task more slowly still.
+FRAMES = {"drqv2": 14_000, "drm": 18_000, "mentor": 30_000, "taco": 14_000}
 EVAL_EPISODES = 10
 SEED = 1
 
