@@ -15,12 +15,14 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import robotrl
 from robotrl.logger import Logger
 from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
 from robotrl.video import VideoRecorder, to_hwc_rgb
 
-REFERENCE_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "drqv2_curves"
+# The published DrQ-v2 curves, packaged with robotrl (robotrl/data/reference/drqv2).
+REFERENCE_DIR = Path(robotrl.__file__).parent / "data" / "reference" / "drqv2"
 
 
 def read_csv_rows(path: Path) -> list[list[str]]:
@@ -257,10 +259,6 @@ def test_learning_curve_rejects_an_unknown_metric(tmp_path: Path) -> None:
         plot_learning_curve(eval_csv, tmp_path / "curve.png", metric="success_rate")
 
 
-@pytest.mark.skipif(
-    not (REFERENCE_DIR / "dmc_cheetah_run.csv").exists(),
-    reason=f"published DrQ-v2 reference curves not present at {REFERENCE_DIR}",
-)
 def test_learning_curve_with_published_reference(tmp_path: Path) -> None:
     eval_csv = write_eval_csv(tmp_path, list(range(0, 200_001, 20_000)), episodes_per_eval=3)
     out = plot_learning_curve(
