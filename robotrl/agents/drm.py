@@ -89,6 +89,10 @@ class DrMAgent(DrQV2Agent):
         repr_dim = self.encoder.repr_dim
         self.value_net = ValueNet(repr_dim, cfg.feature_dim, cfg.hidden_dim).to(self.device)
         self.modules["value_net"] = self.value_net
+        # The networks a perturbation touches (their Linear layers), by module name.
+        self.perturbed_networks = {
+            name: self.modules[name] for name in ("actor", "critic", "critic_target", "value_net")
+        }
         self.optimizers["value_net"] = torch.optim.Adam(self.value_net.parameters(), lr=cfg.lr)
         self.awaken = AwakenSchedule(
             base=cfg.stddev_schedule,
@@ -130,7 +134,7 @@ class DrMAgent(DrQV2Agent):
 
     def shrink_and_perturb(self, alpha: float) -> None:
         """θ ← α·θ + (1−α)·θ_fresh on the Linear layers of actor, critic, target and value net."""
-        for network in (self.actor, self.critic, self.critic_target, self.value_net):
+        for network in self.perturbed_networks.values():
             perturb_linear_layers(network, alpha)
 
     # -- learning ------------------------------------------------------------------------------

@@ -85,12 +85,6 @@ class MentorAgent(DrMAgent):
     ) -> None:
         super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
         self.cfg: MentorConfig = cfg
-        self.perturbed_networks = {
-            "actor": self.actor,
-            "critic": self.critic,
-            "critic_target": self.critic_target,
-            "value_net": self.value_net,
-        }
         self.snapshot_returns: list[float] = []
         self.snapshots: list[Snapshot] = []
         # θ̃ is drawn from its own generator (seeded by the run), checkpointed with the agent.

@@ -51,8 +51,7 @@ class MoEConfig:
 class MixtureOfExperts(nn.Module):
     """``in_dim → out_dim`` through the top-k of ``num_experts`` two-layer experts.
 
-    After each forward pass, ``aux_loss`` holds the auxiliary loss of that pass and
-    ``expert_share`` the fraction of top-k slots each expert received (for logging).
+    After each forward pass, ``aux_loss`` holds the auxiliary loss of that pass.
     """
 
     def __init__(self, in_dim: int, out_dim: int, cfg: MoEConfig) -> None:
@@ -73,7 +72,6 @@ class MixtureOfExperts(nn.Module):
             nn.Linear(cfg.gate_hidden_dim, cfg.num_experts),
         )
         self.aux_loss = torch.zeros(())
-        self.expert_share = torch.zeros(cfg.num_experts)
 
     @property
     def num_experts(self) -> int:
@@ -93,7 +91,6 @@ class MixtureOfExperts(nn.Module):
         mixed = (weights.unsqueeze(-1) * chosen).sum(dim=1)
 
         routed = F.one_hot(top_index, self.num_experts).to(probs.dtype).sum(dim=1)  # [B, E]
-        self.expert_share = routed.mean(dim=0).detach() / self.top_k
         self.aux_loss = load_balance_loss(probs, routed) + gate_entropy(probs)
         return mixed
 
