@@ -17,19 +17,15 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-
-from robotrl.envs.wrappers import FrameStack
-from tests.core.fakes import SIZE, DotEnv
-
-pytest.importorskip("stable_baselines3")
-
-from stable_baselines3 import SAC
+from stable_baselines3 import SAC  # pinned in requirements/lock.txt: a missing install fails
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from robotrl.envs.wrappers import FrameStack
 from robotrl.integrations.sb3 import RobotrlVecEnv, make_sb3_env
+from tests.core.fakes import SIZE, DotEnv
 
 # SB3's checker warns that images under 36x36 need a custom extractor; ours are tiny on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:The minimal resolution for an image")
@@ -353,7 +349,6 @@ def test_sb3_sac_learns_through_the_adapter_and_sees_successes():
 
 
 def test_make_sb3_env_builds_seeded_monitored_suite_envs():
-    pytest.importorskip("robotrl_sim")
     options = {"episode_steps": 3, "proprio": True, "render_size": 32}
     venv = make_sb3_env(
         "builtin", "reach", n_envs=2, seed=11, image_size=32, frame_stack=2, options=options
