@@ -167,7 +167,8 @@ class DrQV2Agent(Agent):
         reward = self._to_tensor(batch["reward"])
         discount = self._to_tensor(batch["discount"])
 
-        features = self.encode(self.augment(obs.float()))
+        obs = obs.float()
+        features = self.encode(self.augment(obs))
         with torch.no_grad():
             next_features = self.encode(self.augment(next_obs.float()))
 
@@ -177,7 +178,7 @@ class DrQV2Agent(Agent):
         metrics |= self.update_actor(features.detach(), step)
         soft_update(self.critic, self.critic_target, self.cfg.critic_target_tau)
         if self.taco is not None:
-            metrics |= self.update_taco(batch)
+            metrics |= self.update_taco(obs, batch)
         metrics["batch_reward"] = reward.mean().item()
         return metrics
 
@@ -252,10 +253,10 @@ class DrQV2Agent(Agent):
             "actor_stddev": std,
         }
 
-    def update_taco(self, batch: Batch) -> dict[str, float]:
-        """TACO's step (after the actor-critic's, as in the reference), on fresh augmentations."""
+    def update_taco(self, obs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """TACO's step (after the actor-critic's, as in the reference), on fresh augmentations
+        of ``obs`` (the batch's float observations) and of ``o_{t+K}``."""
         assert self.taco is not None and self.action_encoder is not None
-        obs = self._to_tensor(batch["obs"]).float()
         features = self.encode(self.augment(obs))
         with torch.no_grad():
             future = self.encode(self.augment(self._to_tensor(batch["obs_horizon"]).float()))
