@@ -28,6 +28,8 @@ _SUITE_PROVIDERS = {
     "builtin": "robotrl-sim",
     "dmc": "robotrl-sim",
     "metaworld": "robotrl-sim",  # and MetaWorld itself; robotrl_sim.metaworld says how
+    "adroit": "robotrl-sim",  # gymnasium-robotics
+    "robosuite": "robotrl-sim",
 }
 
 
