@@ -48,6 +48,17 @@ class Agent(ABC):
     def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
         """Action in [-1, 1] for one observation."""
 
+    def act_batch(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
+        """Actions ``[N, A]`` for ``N`` observations stacked on a leading axis (vector envs).
+
+        This default calls :meth:`act` once per observation; agents override it with one batched
+        forward pass.
+        """
+        count = len(next(iter(obs.values())))
+        return np.stack(
+            [self.act({k: v[i] for k, v in obs.items()}, step, eval_mode) for i in range(count)]
+        )
+
     @abstractmethod
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """One learning step on a replay batch; returns scalar metrics."""

@@ -82,7 +82,9 @@ class DrQV2Agent(Agent):
         super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
         self.cfg: DrQV2Config = cfg
         self.update_every_steps = cfg.update_every_steps
-        pixels_shape = (int(obs_shape[0]), int(obs_shape[1]), int(obs_shape[2]))
+        # Several cameras ([V, C*stack, H, W]) reach the encoder as one image of V*C*stack channels.
+        pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
+        self.pixels_ndim = len(obs_shape)
         self.encoder = PixelEncoder(pixels_shape).to(self.device)
         repr_dim = self.encoder.repr_dim
         moe = cfg.moe if cfg.actor == "moe" else None
@@ -137,6 +139,11 @@ class DrQV2Agent(Agent):
             self.optimizers["taco"] = torch.optim.Adam(taco_params, lr=cfg.taco.lr)
         self.train()
 
+    def pixels(self, array: np.ndarray) -> torch.Tensor:
+        """A batch of pixel stacks as ``[B, V*C*stack, H, W]`` (cameras folded into channels)."""
+        tensor = self._to_tensor(array)
+        return tensor.flatten(1, tensor.dim() - 3) if self.pixels_ndim == 4 else tensor
+
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.encoder(pixels.contiguous(memory_format=self.memory_format))
 
@@ -148,21 +155,25 @@ class DrQV2Agent(Agent):
         """Exploration noise of the policy at ``step`` (DrQ-v2: the linear schedule)."""
         return self.cfg.stddev_schedule(step)
 
-    @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
-        pixels = self._to_tensor(obs["pixels"]).unsqueeze(0)
-        dist = self.actor(self.encode(pixels), self.stddev(step))
+        batch = {key: np.expand_dims(value, 0) for key, value in obs.items()}
+        action: np.ndarray = self.act_batch(batch, step, eval_mode)[0]
+        return action
+
+    @torch.no_grad()
+    def act_batch(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
+        dist = self.actor(self.encode(self.pixels(obs["pixels"])), self.stddev(step))
         if eval_mode:
             action = dist.mean
         else:
             action = dist.sample(clip=None)
             if step < self.cfg.num_expl_steps:
                 action.uniform_(-1.0, 1.0)
-        return action[0].cpu().numpy().astype(np.float32)
+        return action.cpu().numpy().astype(np.float32)
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        obs = self._to_tensor(batch["obs"])
-        next_obs = self._to_tensor(batch["next_obs"])
+        obs = self.pixels(batch["obs"])
+        next_obs = self.pixels(batch["next_obs"])
         action = self._to_tensor(batch["action"])
         reward = self._to_tensor(batch["reward"])
         discount = self._to_tensor(batch["discount"])
@@ -259,7 +270,7 @@ class DrQV2Agent(Agent):
         assert self.taco is not None and self.action_encoder is not None
         features = self.encode(self.augment(obs))
         with torch.no_grad():
-            future = self.encode(self.augment(self._to_tensor(batch["obs_horizon"]).float()))
+            future = self.encode(self.augment(self.pixels(batch["obs_horizon"]).float()))
             other_view = self.encode(self.augment(obs)) if self.cfg.taco.curl else None
         loss, metrics = self.taco.loss(
             features,
