@@ -79,16 +79,33 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """``robotrl-eval``: evaluate a saved checkpoint."""
+    """``robotrl-eval``: evaluate one saved checkpoint, or a benchmark of runs (``runs=[...]``)."""
 
-    checkpoint: str = MISSING
+    checkpoint: str | None = None  # one checkpoint directory (step_<frame>)
+    # Benchmark mode: folders holding run directories; see robotrl.benchmark.
+    runs: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)  # suite/task; empty: every task found
+    seeds: list[int] = field(default_factory=list)  # training seeds; empty: every seed found
+    checkpoints: str = "latest"  # latest | all: which checkpoints of each run
     episodes: int = 10
     seed: int = 100
-    out_dir: str | None = None  # default: <run dir>/eval_<checkpoint name>
+    # One checkpoint: default <run dir>/eval/<checkpoint name>; benchmark: default eval_benchmark.
+    out_dir: str | None = None
     video: bool = True
     video_episodes: int = 1
     device: str = "auto"
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. fast_render for DMC
+
+    def __post_init__(self) -> None:
+        if (self.checkpoint is None) == (not self.runs):
+            raise ValueError(
+                "robotrl-eval needs either checkpoint=PATH (one checkpoint) or runs=[DIR, ...] "
+                "(a benchmark over the runs below those folders), not both or neither"
+            )
+        if not self.runs and (self.tasks or self.seeds):
+            raise ValueError("tasks and seeds select runs: they need runs=[DIR, ...]")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
 
 
 def register_configs() -> None:

@@ -1,33 +1,58 @@
-"""``robotrl-eval checkpoint=PATH episodes=N``: deterministic evaluation of a saved checkpoint.
+"""``robotrl-eval``: deterministic evaluation of saved checkpoints.
 
-Writes a tidy per-episode CSV (algo, suite, task, seed, step, episode, return, success, length)
-and an mp4 of the first episode(s) next to the checkpoint's run, under ``eval/<checkpoint>/``.
+One checkpoint: ``robotrl-eval checkpoint=PATH episodes=N`` writes a tidy per-episode CSV (algo,
+suite, task, seed, step, episode, return, success, length) and an mp4 of the first episode(s)
+next to the checkpoint's run, under ``eval/<checkpoint>/``.
+
+A benchmark: ``robotrl-eval runs=[runs/dmc] tasks=[dmc/cheetah_run,dmc/walker_run] seeds=[1,2,3]``
+evaluates the newest checkpoint (``checkpoints=all``: every kept one) of each run below the given
+folders, on the task × seed grid (see `robotrl.benchmark`), into one tidy ``episodes.csv`` with a
+``checkpoint`` column, plus a video per algorithm and task (its lowest seed's newest checkpoint),
+under ``out_dir`` (default ``eval_benchmark``). ``robotrl-report`` reads that CSV directly.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from robotrl.agents import class_path
+from robotrl.benchmark import BenchmarkError, RunCheckpoints, algo_name, select_runs
 from robotrl.builders import agent_config, build_agent, build_env, resolve_device
 from robotrl.checkpoint import CheckpointError, load_checkpoint
 from robotrl.config import EnvConfig, EvalConfig, TaskConfig, register_configs
 from robotrl.evaluation import run_episodes, summarize, write_episode_csv
 from robotrl.video import VideoRecorder
 
+BENCHMARK_OUT_DIR = "eval_benchmark"
 
-def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, float]]:
-    """Run the evaluation; returns (csv path, video path or None, summary)."""
-    checkpoint = load_checkpoint(cfg.checkpoint)
+
+@dataclass
+class CheckpointEval:
+    """The per-episode rows of one evaluated checkpoint, its video and summary."""
+
+    rows: list[dict[str, object]]
+    video: Path | None
+    summary: dict[str, float]
+
+
+def evaluate_one(
+    cfg: EvalConfig, checkpoint_path: Path, *, video_dir: Path | None, video_name: str
+) -> CheckpointEval:
+    """Evaluate one checkpoint; records ``video_dir/video_name.mp4`` when ``video_dir`` is set."""
+    checkpoint = load_checkpoint(checkpoint_path)
     record = checkpoint.meta["config"]
     task = TaskConfig(**{**record["task"], "options": {**record["task"]["options"]}})
     task.options.update(cfg.task_options)
     env_cfg = EnvConfig(**record["env"])
     agent_cfg = agent_config(record["agent"])
-    env = build_env(task, env_cfg, seed=cfg.seed, render_mode="rgb_array" if cfg.video else None)
+    recording = video_dir is not None
+    env = build_env(task, env_cfg, seed=cfg.seed, render_mode="rgb_array" if recording else None)
     try:
         agent = build_agent(agent_cfg, env, resolve_device(cfg.device))
         if checkpoint.meta["agent_class"] != class_path(type(agent)):
@@ -41,18 +66,14 @@ def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, f
             raise CheckpointError(
                 f"checkpoint {checkpoint.path} does not fit its agent: {err}"
             ) from err
-
-        out_dir = Path(cfg.out_dir) if cfg.out_dir else checkpoint.path.parent.parent / "eval"
-        out_dir = out_dir / checkpoint.path.name
-        recorder = VideoRecorder(out_dir) if cfg.video else None
+        recorder = VideoRecorder(video_dir) if video_dir is not None else None
         if recorder is not None:
             recorder.start()
-        step = int(checkpoint.meta["counters"]["step"])
         results = run_episodes(
             env,
             agent,
             episodes=cfg.episodes,
-            step=step,
+            step=int(checkpoint.meta["counters"]["step"]),
             seed=cfg.seed,
             recorder=recorder,
             video_episodes=cfg.video_episodes,
@@ -60,11 +81,11 @@ def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, f
     finally:
         env.close()
     identity = {
-        "algo": checkpoint.meta["agent_name"],
+        "algo": algo_name(checkpoint.meta["agent_name"], record.get("exp_name")),
         "suite": task.suite,
         "task": task.name,
         "seed": record["seed"],
-        "step": int(checkpoint.meta["counters"]["frame"]),
+        "step": checkpoint.frame,
     }
     rows: list[dict[str, object]] = [
         {
@@ -76,23 +97,74 @@ def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, f
         }
         for r in results
     ]
+    video = recorder.save(video_name) if recorder is not None else None
+    return CheckpointEval(rows, video, summarize(results))
+
+
+def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, float]]:
+    """Evaluate ``cfg.checkpoint``; returns (csv path, video path or None, summary)."""
+    assert cfg.checkpoint is not None
+    path = Path(cfg.checkpoint)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else path.parent.parent / "eval"
+    out_dir = out_dir / path.name
+    result = evaluate_one(cfg, path, video_dir=out_dir if cfg.video else None, video_name="episode")
+    csv_path = out_dir / "episodes.csv"
+    write_episode_csv(csv_path, result.rows)
+    return csv_path, result.video, result.summary
+
+
+def evaluate_benchmark(cfg: EvalConfig) -> tuple[Path, list[Path], list[RunCheckpoints]]:
+    """Evaluate the runs ``cfg`` selects into one CSV; returns (csv, videos, runs evaluated)."""
+    runs = select_runs(cfg.runs, tasks=cfg.tasks, seeds=cfg.seeds, which=cfg.checkpoints)
+    out_dir = Path(cfg.out_dir or BENCHMARK_OUT_DIR)
+    rows: list[dict[str, object]] = []
+    videos: list[Path] = []
+    filmed: set[tuple[str, str]] = set()  # (algo, task id) with a video already
+    for run in runs:  # sorted by algo, task, seed: the first run of a task has its lowest seed
+        for checkpoint in run.checkpoints:
+            film = (
+                cfg.video
+                and (run.algo, run.task_id) not in filmed
+                and checkpoint == run.checkpoints[-1]
+            )
+            video_dir = out_dir / "videos" / run.algo / run.suite if film else None
+            result = evaluate_one(cfg, checkpoint, video_dir=video_dir, video_name=run.task)
+            rows += [{**row, "checkpoint": str(checkpoint)} for row in result.rows]
+            if result.video is not None:
+                videos.append(result.video)
+                filmed.add((run.algo, run.task_id))
+            print(
+                f"{run.algo} {run.task_id} seed {run.seed} {checkpoint.name}: "
+                f"return {result.summary['episode_return']:.1f}, "
+                f"success {result.summary['success_rate']:.2f}",
+                flush=True,
+            )
     csv_path = out_dir / "episodes.csv"
     write_episode_csv(csv_path, rows)
-    video = recorder.save("episode") if recorder is not None else None
-    return csv_path, video, summarize(results)
+    return csv_path, videos, runs
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def evaluate(cfg: DictConfig) -> None:
-    eval_cfg = OmegaConf.to_object(cfg)
+    try:
+        eval_cfg = OmegaConf.to_object(cfg)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise SystemExit(f"robotrl-eval: {err}") from None
     assert isinstance(eval_cfg, EvalConfig)
     try:
-        csv_path, video, summary = evaluate_checkpoint(eval_cfg)
-    except CheckpointError as err:
-        raise SystemExit(f"robotrl-eval: {err}") from None
-    print(f"Episodes CSV: {csv_path}")
-    print(f"Video:        {video}")
-    print(f"Summary:      {summary}")
+        if eval_cfg.checkpoint is not None:
+            csv_path, video, summary = evaluate_checkpoint(eval_cfg)
+            print(f"Episodes CSV: {csv_path}")
+            print(f"Video:        {video}")
+            print(f"Summary:      {summary}")
+        else:
+            csv_path, videos, runs = evaluate_benchmark(eval_cfg)
+            print(f"Evaluated {len(runs)} runs. Episodes CSV: {csv_path}")
+            for path in videos:
+                print(f"Video: {path}")
+    except (CheckpointError, BenchmarkError) as err:
+        print(f"robotrl-eval: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main() -> None:

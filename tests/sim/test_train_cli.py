@@ -136,7 +136,7 @@ def test_dmc_smoke_train_kill_resume_eval(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["episode"] for r in rows] == ["0", "1"]
     assert {k: rows[0][k] for k in ("algo", "suite", "task", "seed", "step", "length")} == {
-        "algo": "drqv2",
+        "algo": "drqv2/smoke",  # agent/experiment, as robotrl-report names the run
         "suite": "dmc",
         "task": "cartpole_swingup",
         "seed": "1",
