@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robotrl.agents import agent_class
+from robotrl.agents import agent_class, make_agent
 from robotrl.agents.base import Agent
 from robotrl.config import TaskConfig, TrainConfig
 from robotrl.envs import make_env
@@ -74,7 +74,7 @@ def build_env(
 
 
 def build_agent(agent_cfg: Any, env: gym.Env, device: str) -> Agent:
-    """The agent for ``env``'s pixel observations and continuous actions."""
+    """The agent for ``env``'s pixel observations (and ``proprio``, if it has one) and actions."""
     obs_space = env.observation_space
     assert isinstance(obs_space, gym.spaces.Dict)
     pixels_shape = obs_space["pixels"].shape
@@ -84,9 +84,18 @@ def build_agent(agent_cfg: Any, env: gym.Env, device: str) -> Agent:
     if not (np.all(action_space.low == -1.0) and np.all(action_space.high == 1.0)):
         raise ValueError("pixel agents act in [-1, 1]; the env adapter must rescale its actions")
     assert pixels_shape is not None
-    cls = agent_class(agent_cfg.name)
-    return cls(
-        agent_cfg, obs_shape=tuple(pixels_shape), action_dim=action_space.shape[0], device=device
+    proprio_dim = 0
+    if "proprio" in obs_space.spaces:
+        proprio_shape = obs_space["proprio"].shape
+        if proprio_shape is None or len(proprio_shape) != 1:
+            raise TypeError(f"proprio must be a 1-D Box, got {obs_space['proprio']}")
+        proprio_dim = int(proprio_shape[0])
+    return make_agent(
+        agent_cfg,
+        tuple(pixels_shape),
+        action_space.shape[0],
+        device,
+        proprio_dim=proprio_dim,
     )
 
 

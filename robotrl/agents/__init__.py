@@ -32,9 +32,24 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def make_agent(cfg: Any, obs_shape: tuple[int, ...], action_dim: int, device: str = "cpu") -> Agent:
-    """Build the agent named by ``cfg.name`` for the given observation and action sizes."""
-    return agent_class(cfg.name)(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+def make_agent(
+    cfg: Any,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    device: str = "cpu",
+    *,
+    proprio_dim: int = 0,
+) -> Agent:
+    """Build the agent named by ``cfg.name`` for the given observation and action sizes.
+
+    ``proprio_dim`` > 0: observations and batches also carry ``proprio`` of that size.
+    """
+    cls = agent_class(cfg.name)
+    if proprio_dim:
+        return cls(  # type: ignore[call-arg]
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
+    return cls(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
 
 
 __all__ = ["AGENT_CLASSES", "Agent", "agent_class", "class_path", "make_agent"]

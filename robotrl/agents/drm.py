@@ -82,12 +82,22 @@ class DrMAgent(DrQV2Agent):
     config_class = DrMConfig
 
     def __init__(
-        self, cfg: DrMConfig, *, obs_shape: tuple[int, ...], action_dim: int, device: str
+        self,
+        cfg: DrMConfig,
+        *,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        device: str,
+        proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: DrMConfig = cfg
         repr_dim = self.encoder.repr_dim
-        self.value_net = ValueNet(repr_dim, cfg.feature_dim, cfg.hidden_dim).to(self.device)
+        self.value_net = ValueNet(
+            repr_dim, cfg.feature_dim, cfg.hidden_dim, proprio_dim=self.proprio_dim
+        ).to(self.device)
         self.modules["value_net"] = self.value_net
         # The networks a perturbation touches (their Linear layers), by module name.
         self.perturbed_networks = {

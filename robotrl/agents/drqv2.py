@@ -5,6 +5,13 @@ and a scheduled exploration noise, learning from pixels.
 The encoder is trained by the critic loss only; the actor sees detached features. Defaults are
 the paper's DMC hyper-parameters.
 
+Proprioception. When the env observes ``proprio`` (``proprio_dim > 0``), the agent appends it to
+the encoder output and every head (actor, critic, DrM's value net) fuses it after its trunk, as
+DrM's and MENTOR's Adroit agents do (``robotrl.nn.heads.ProprioFusion``); the encoder still sees
+pixels only. Batches then carry ``proprio`` and ``next_proprio`` (``robotrl.replay``). VRL3
+instead concatenates proprio to the encoder output *before* the trunk; we follow DrM/MENTOR,
+whose Adroit results we compare with. Without proprio nothing changes.
+
 The family's other methods plug in here by config: ``actor="moe"`` (MENTOR's mixture-of-experts
 actor, ``robotrl.nn.moe``) and ``aux="taco"`` (TACO's latent action encoder for the critic and
 its contrastive loss, ``robotrl.agents.taco``); DrM and MENTOR subclass the agent.
@@ -77,10 +84,19 @@ class DrQV2Agent(Agent):
     config_class = DrQV2Config
 
     def __init__(
-        self, cfg: DrQV2Config, *, obs_shape: tuple[int, ...], action_dim: int, device: str
+        self,
+        cfg: DrQV2Config,
+        *,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        device: str,
+        proprio_dim: int = 0,
     ) -> None:
         super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
         self.cfg: DrQV2Config = cfg
+        if proprio_dim < 0:
+            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
+        self.proprio_dim = proprio_dim
         self.update_every_steps = cfg.update_every_steps
         # Several cameras ([V, C*stack, H, W]) reach the encoder as one image of V*C*stack channels.
         pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
@@ -88,7 +104,9 @@ class DrQV2Agent(Agent):
         self.encoder = PixelEncoder(pixels_shape).to(self.device)
         repr_dim = self.encoder.repr_dim
         moe = cfg.moe if cfg.actor == "moe" else None
-        self.actor = Actor(repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, moe)
+        self.actor = Actor(
+            repr_dim, action_dim, cfg.feature_dim, cfg.hidden_dim, moe, proprio_dim=proprio_dim
+        )
         self.actor.to(self.device)
         # With TACO the critic sees latent actions ψ(a) (online ψ, also for the target critic).
         self.action_encoder: ActionEncoder | None = None
@@ -106,9 +124,13 @@ class DrQV2Agent(Agent):
                 discount=cfg.discount,
             ).to(self.device)
             self.replay_horizon = cfg.taco.horizon
-        self.critic = Critic(repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim)
+        self.critic = Critic(
+            repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim, proprio_dim=proprio_dim
+        )
         self.critic.to(self.device)
-        self.critic_target = Critic(repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim)
+        self.critic_target = Critic(
+            repr_dim, critic_action_dim, cfg.feature_dim, cfg.hidden_dim, proprio_dim=proprio_dim
+        )
         self.critic_target.to(self.device).load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -147,6 +169,20 @@ class DrQV2Agent(Agent):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.encoder(pixels.contiguous(memory_format=self.memory_format))
 
+    def with_proprio(
+        self, features: torch.Tensor, proprio: np.ndarray | torch.Tensor | None
+    ) -> torch.Tensor:
+        """The heads' input: encoder ``features``, with ``proprio`` appended if the agent has it."""
+        if self.proprio_dim == 0:
+            return features
+        if proprio is None:
+            raise KeyError(
+                f"this agent was built for {self.proprio_dim} proprio values; "
+                "the observation or batch has no 'proprio'"
+            )
+        proprio_tensor = torch.as_tensor(proprio, device=self.device, dtype=features.dtype)
+        return torch.cat([features, proprio_tensor.reshape(len(features), -1)], dim=-1)
+
     def critic_action(self, action: torch.Tensor) -> torch.Tensor:
         """What the critic takes as its action input: ψ(a) with TACO, else the action itself."""
         return action if self.action_encoder is None else self.action_encoder(action)
@@ -162,7 +198,8 @@ class DrQV2Agent(Agent):
 
     @torch.no_grad()
     def act_batch(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
-        dist = self.actor(self.encode(self.pixels(obs["pixels"])), self.stddev(step))
+        features = self.with_proprio(self.encode(self.pixels(obs["pixels"])), obs.get("proprio"))
+        dist = self.actor(features, self.stddev(step))
         if eval_mode:
             action = dist.mean
         else:
@@ -179,9 +216,11 @@ class DrQV2Agent(Agent):
         discount = self._to_tensor(batch["discount"])
 
         obs = obs.float()
-        features = self.encode(self.augment(obs))
+        features = self.with_proprio(self.encode(self.augment(obs)), batch.get("proprio"))
         with torch.no_grad():
-            next_features = self.encode(self.augment(next_obs.float()))
+            next_features = self.with_proprio(
+                self.encode(self.augment(next_obs.float())), batch.get("next_proprio")
+            )
 
         metrics = self.dormant_ratios(features.detach(), action, step)
         metrics |= self.update_auxiliary(features.detach(), action, step)

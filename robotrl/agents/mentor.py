@@ -81,9 +81,17 @@ class MentorAgent(DrMAgent):
     config_class = MentorConfig
 
     def __init__(
-        self, cfg: MentorConfig, *, obs_shape: tuple[int, ...], action_dim: int, device: str
+        self,
+        cfg: MentorConfig,
+        *,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        device: str,
+        proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: MentorConfig = cfg
         self.snapshot_returns: list[float] = []
         self.snapshots: list[Snapshot] = []
