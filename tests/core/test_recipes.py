@@ -80,3 +80,16 @@ def test_metaworld_recipes(experiment: str, agent: str, tasks: tuple[str, ...]):
     by_task = {j.task.name: j for j in jobs}
     assert by_task["stick-pull"].agent.max_perturb == pytest.approx(0.9)
     assert by_task["assembly"].agent.max_perturb == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("agent", ["drm", "mentor"])
+def test_adroit_recipes(agent: str):
+    jobs = compose_jobs(f"{agent}_adroit")
+    assert sorted({j.task.name for j in jobs}) == ["door", "hammer", "pen"]
+    assert len(jobs) == 3 * 5
+    for job in jobs:
+        assert job.agent.name == agent and job.task.suite == "adroit"
+        assert job.frames == 6_100_000 and job.env.frame_stack == 1
+    by_task = {j.task.name: j for j in jobs}
+    assert by_task["door"].agent.expectile == pytest.approx(0.6)
+    assert by_task["pen"].agent.expectile == pytest.approx(0.7)
