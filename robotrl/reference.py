@@ -18,7 +18,7 @@ PUBLISHED_SUFFIX = " (published)"
 
 # The DrQ-v2 paper's task groups (Yarats et al. 2021, Table 1 / Appendix). Each of the medium
 # and easy tasks that robotrl configures says so in robotrl/conf/task/dmc/<task>.yaml
-# (`/dmc_difficulty`); reach_duplo (a dm_control manipulation task) has no config there.
+# (`/dmc_difficulty`), reach_duplo (dm_control's manipulation suite) included.
 DRQV2_DMC_GROUPS: dict[str, tuple[str, ...]] = {
     "easy": (
         "cartpole_balance",

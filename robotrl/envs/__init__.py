@@ -8,8 +8,8 @@ factory under the suite's name::
 
 The factory is called as ``factory(task, seed=..., image_size=..., action_repeat=..., **options)``
 and returns a Gymnasium env whose observation is a dict with a single-frame ``pixels`` entry
-(uint8, ``[C, H, W]``) and optionally ``proprio``. The core adds frame stacking, so the core never
-imports a simulator.
+(uint8, ``[C, H, W]``, or ``[V, C, H, W]`` for V cameras) and optionally ``proprio``. The core
+adds frame stacking, so the core never imports a simulator.
 """
 
 from __future__ import annotations

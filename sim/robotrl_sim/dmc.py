@@ -1,12 +1,20 @@
 """DeepMind Control Suite from pixels (suite ``dmc``), set up as in DrQ-v2.
 
 Task names join domain and task, as in the DrQ-v2 paper and its configs: ``walker_walk``,
-``point_mass_easy``, ``cup_catch`` (domain ``ball_in_cup``), ``humanoid_CMU_run``. An observation
-is one RGB frame of ``image_size`` (84 in the published setups) from camera 0, or camera 2 for
-quadruped; actions in [-1, 1] are rescaled to each task's actuator bounds; the env repeats each
-action ``action_repeat`` times (summing rewards) and renders once per agent step. Episodes are
-truncated at dm_control's time limit (1000 control steps: 500 agent steps at repeat 2) and
-terminated only when dm_control ends an episode with discount 0.
+``point_mass_easy``, ``cup_catch`` (domain ``ball_in_cup``), ``humanoid_CMU_run``, and
+``reach_duplo``, the one task of dm_control's manipulation suite in DrQ-v2's benchmark. An
+observation is one RGB frame of ``image_size`` (84 in the published setups) from camera 0, or
+camera 2 for quadruped; actions in [-1, 1] are rescaled to each task's actuator bounds; the env
+repeats each action ``action_repeat`` times (summing rewards) and renders once per agent step.
+Episodes are truncated at dm_control's time limit (1000 control steps: 500 agent steps at
+repeat 2) and terminated only when dm_control ends an episode with discount 0.
+
+**reach_duplo** is built as DrQ-v2 builds it (``manipulation.load("reach_duplo_vision")``): the
+Jaco arm reaching a Duplo brick, seen from the arena's ``front_close`` camera, 10 s episodes
+(250 control steps of 0.04 s: 125 agent steps at repeat 2). We load the ``_features`` variant,
+whose scene is the same but which does not render its own camera observation every step, and
+render ``front_close`` ourselves like every other task. Its physics is recompiled at every reset
+(a composer environment), so the cameras are rebuilt with it.
 
 **Fast rendering.** ``fast_render=True`` switches shadows, reflections and the skybox off, which
 renders 84×84 frames several times faster on a CPU. The frames then differ from the ones every
@@ -23,7 +31,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from dm_control import suite
+from dm_control import composer, suite
 from dm_control.mujoco.engine import Camera, Physics
 from dm_control.rl import control
 
@@ -47,6 +55,9 @@ DOMAIN_ALIASES = {"cup": "ball_in_cup"}
 EXCLUDED_DOMAINS = {"lqr"}
 # DrQ-v2 zooms in on the quadruped with its camera 2; every other domain uses camera 0.
 DEFAULT_CAMERAS = {"quadruped": 2}
+# dm_control.manipulation tasks in DrQ-v2's benchmark; camera 0 of their arena is front_close.
+MANIPULATION_DOMAIN = "manipulation"
+MANIPULATION_TASKS = ("reach_duplo",)
 
 
 def _task_table() -> dict[str, tuple[str, str]]:
@@ -58,6 +69,7 @@ def _task_table() -> dict[str, tuple[str, str]]:
         table.update(
             {f"{alias}_{task}": (domain, task) for known, task in pairs if known == domain}
         )
+    table.update({task: (MANIPULATION_DOMAIN, task) for task in MANIPULATION_TASKS})
     return table
 
 
@@ -96,17 +108,18 @@ class DMCOptions:
 
 
 class DMCEnv(gym.Env[Obs, np.ndarray]):
-    """A dm_control ``control.Environment`` as a Gymnasium pixel env.
+    """A dm_control ``control.Environment`` (or composer ``Environment``) as a Gymnasium pixel env.
 
-    :func:`make_env` builds it for suite tasks; any dm_control environment whose task keeps its
-    randomness in ``task.random`` (as suite tasks do) can be wrapped the same way.
+    :func:`make_env` builds it for suite tasks and ``reach_duplo``; any dm_control environment
+    whose randomness lives in ``task.random`` (suite tasks) or ``random_state`` (composer) can be
+    wrapped the same way.
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}  # noqa: RUF012 (gym's API)
 
     def __init__(
         self,
-        env: control.Environment,
+        env: control.Environment | composer.Environment,
         *,
         seed: int,
         image_size: int,
@@ -122,17 +135,11 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         self.render_mode = options.render_mode
         self._render_flags = fast_render_overrides() if options.fast_render else {}
 
-        # The offscreen buffer is sized when the first render creates the GL context.
-        largest = max(image_size, options.render_size)
-        visual = self.physics.model.vis.global_
-        visual.offwidth = max(visual.offwidth, largest)
-        visual.offheight = max(visual.offheight, largest)
-        # One reusable camera per size: building a camera per frame (as physics.render does)
-        # costs a scene allocation that is a large share of a fast-visuals frame.
-        self._pixels_camera: Camera | None = Camera(
-            self.physics, height=image_size, width=image_size, camera_id=self.camera_id
-        )
+        self._image_size = image_size
+        self._pixels_camera: Camera | None = None
         self._video_camera: Camera | None = None
+        self._camera_physics: Physics | None = None
+        self._attach_cameras()
 
         spec = self._env.action_spec()
         self._action_low = np.asarray(spec.minimum, dtype=np.float64)
@@ -157,6 +164,24 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         physics: Physics = self._env.physics
         return physics
 
+    def _attach_cameras(self) -> None:
+        """(Re)builds the cameras when the physics is new (composer recompiles it at reset)."""
+        if self._camera_physics is self.physics:
+            return
+        self._camera_physics = self.physics
+        # The offscreen buffer is sized when the first render creates the GL context.
+        largest = max(self._image_size, self._options.render_size)
+        visual = self.physics.model.vis.global_
+        visual.offwidth = max(visual.offwidth, largest)
+        visual.offheight = max(visual.offheight, largest)
+        # One reusable camera per size: building a camera per frame (as physics.render does)
+        # costs a scene allocation that is a large share of a fast-visuals frame.
+        size = self._image_size
+        self._pixels_camera = Camera(
+            self.physics, height=size, width=size, camera_id=self.camera_id
+        )
+        self._video_camera = None
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
@@ -165,8 +190,12 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         if seed is not None:
             # Re-seeding the task's own RandomState in place makes reset(seed=s) reproduce the
             # episode that a fresh env built with seed=s would start with.
-            self._env.task.random.seed(seed)
+            random = getattr(self._env.task, "random", None)
+            (random if random is not None else self._env.random_state).seed(seed)
         time_step = self._env.reset()
+        if self._closed:
+            raise RuntimeError("the env is closed")
+        self._attach_cameras()
         self._episode_running = True
         return self._observation(time_step.observation), {}
 
@@ -238,8 +267,14 @@ def make_env(
     check_common_arguments(
         image_size=image_size, action_repeat=action_repeat, render_size=parsed.render_size
     )
-    # visualize_reward=False keeps reward-dependent colours out of the pixels, as in DrQ-v2.
-    env = suite.load(domain, task_name, task_kwargs={"random": seed}, visualize_reward=False)
+    env: control.Environment | composer.Environment
+    if domain == MANIPULATION_DOMAIN:
+        from dm_control import manipulation  # its props and arms load only for these tasks
+
+        env = manipulation.load(f"{task_name}_features", seed=seed)
+    else:
+        # visualize_reward=False keeps reward-dependent colours out of the pixels, as in DrQ-v2.
+        env = suite.load(domain, task_name, task_kwargs={"random": seed}, visualize_reward=False)
     camera_id = DEFAULT_CAMERAS.get(domain, 0) if parsed.camera_id is None else parsed.camera_id
     return DMCEnv(
         env,

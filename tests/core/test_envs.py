@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from robotrl import envs
 from robotrl.envs import UnknownSuiteError, available_suites, load_suite, make_env
 from robotrl.envs.wrappers import FrameStack
 from tests.core.fakes import DotEnv
@@ -39,8 +40,15 @@ def test_installed_suites_are_found_through_entry_points():
     assert callable(load_suite("builtin"))
 
 
-def test_unknown_suite_names_the_installed_ones_and_the_package():
-    with pytest.raises(UnknownSuiteError, match=r"No environment suite named 'robosuite'"):
-        make_env("robosuite", "lift", seed=0, image_size=64, action_repeat=1, frame_stack=1)
-    with pytest.raises(UnknownSuiteError, match=r"installed suites: \['builtin', 'dmc'"):
+def test_unknown_suite_names_the_installed_ones_and_the_package(monkeypatch):
+    with pytest.raises(UnknownSuiteError, match=r"installed suites: \['adroit', 'builtin', 'dmc'"):
         load_suite("nope")
+    # A machine without robotrl-sim: every suite here comes with it, so the missing install is
+    # simulated by hiding its entry points (the lookup itself is real).
+    real = envs.entry_points
+    monkeypatch.setattr(
+        envs, "entry_points", lambda group: [e for e in real(group=group) if e.name != "robosuite"]
+    )
+    with pytest.raises(UnknownSuiteError, match=r"No environment suite named 'robosuite'") as err:
+        make_env("robosuite", "lift", seed=0, image_size=64, action_repeat=1, frame_stack=1)
+    assert "pip install robotrl-sim" in str(err.value)

@@ -48,7 +48,7 @@ def compose_jobs(experiment: str) -> list:
 
 def test_drqv2_dmc_medium_covers_the_medium_tasks_with_the_paper_protocol():
     jobs = compose_jobs("drqv2_dmc_medium")
-    medium = set(DRQV2_DMC_GROUPS["medium"]) - {"reach_duplo"}  # no robotrl task (see recipe)
+    medium = set(DRQV2_DMC_GROUPS["medium"])
     assert {(j.task.suite, j.task.name) for j in jobs} == {("dmc", t) for t in medium}
     assert len(jobs) == len(medium) * 5 and {j.seed for j in jobs} == {1, 2, 3, 4, 5}
     for job in jobs:

@@ -342,9 +342,7 @@ def test_drqv2_task_groups_agree_with_the_task_configs_and_the_curves() -> None:
         configured[path.stem] = difficulty
     for group, tasks in DRQV2_DMC_GROUPS.items():
         in_config = {task for task, difficulty in configured.items() if difficulty == group}
-        assert in_config <= set(tasks), group
-        # reach_duplo (dm_control manipulation) is the one DrQ-v2 task without a config here.
-        assert set(tasks) - in_config == ({"reach_duplo"} if group == "medium" else set())
+        assert in_config == set(tasks), group
     assert len(TASK_GROUPS["dmc-medium"]) == 12
     # The published curves run to each group's budget (1M, 3M, 30M frames).
     reference = load_reference("drqv2")

@@ -6,8 +6,8 @@ import collections
 
 import numpy as np
 import pytest
+from dm_control import manipulation, suite
 from dm_control import mujoco as dm_mujoco
-from dm_control import suite
 from dm_control.rl import control
 from dm_control.suite import base
 
@@ -41,6 +41,8 @@ DRQV2_TASKS = {
     "walker_run": ("walker", "run"),
     "walker_stand": ("walker", "stand"),
     "walker_walk": ("walker", "walk"),
+    # dm_control's manipulation suite (composer), the 12th task of DrQ-v2's medium set.
+    "reach_duplo": ("manipulation", "reach_duplo"),
 }
 SLOW_FLAGS_OFF = {"shadow": False, "reflection": False, "skybox": False}
 
@@ -58,7 +60,7 @@ def channels_last(pixels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("name", "expected"), sorted(DRQV2_TASKS.items()))
 def test_drqv2_task_names_split_into_suite_domain_and_task(name, expected):
     assert split_task_name(name) == expected
-    assert expected in suite.ALL_TASKS
+    assert expected in suite.ALL_TASKS or f"{expected[1]}_vision" in manipulation.ALL
 
 
 def test_full_names_and_underscored_domains_are_accepted_too():
@@ -113,6 +115,36 @@ def test_default_pixels_are_the_reference_setup_rendered_by_dm_control():
     np.testing.assert_array_equal(
         channels_last(obs["pixels"]), reference.physics.render(84, 84, camera_id=0)
     )
+    env.close()
+
+
+def test_reach_duplo_is_drqv2s_manipulation_setup():
+    # DrQ-v2: manipulation.load("reach_duplo_vision", seed) and its 84x84 "front_close" pixels.
+    env = make_dmc("reach_duplo", image_size=84, seed=4)
+    reference = manipulation.load("reach_duplo_vision", seed=4)
+    obs, _ = env.reset()
+    step = reference.reset()
+    front_close = step.observation["front_close"][0]  # [H, W, 3]
+    np.testing.assert_array_equal(channels_last(obs["pixels"]), front_close)
+    action = np.linspace(-0.9, 0.9, 9).astype(np.float32)
+    spec = reference.action_spec()
+    scaled = spec.minimum + (action + 1.0) * 0.5 * (spec.maximum - spec.minimum)
+    obs, reward, terminated, truncated, _ = env.step(action)
+    reference_reward = 0.0
+    for _ in range(2):
+        step = reference.step(scaled)
+        reference_reward += step.reward
+    assert reward == pytest.approx(reference_reward)
+    np.testing.assert_array_equal(channels_last(obs["pixels"]), step.observation["front_close"][0])
+    steps = 1
+    while not (terminated or truncated):
+        _, _, terminated, truncated, _ = env.step(action)
+        steps += 1
+    assert (steps, terminated, truncated) == (125, False, True)  # 10 s at 0.04 s x repeat 2
+    # A composer env recompiles its physics at reset: the cameras follow it.
+    again, _ = env.reset(seed=9)
+    same, _ = env.reset(seed=9)
+    np.testing.assert_array_equal(again["pixels"], same["pixels"])
     env.close()
 
 
