@@ -16,6 +16,7 @@ from robotrl.agents import agent_class, make_agent
 from robotrl.agents.base import Agent
 from robotrl.config import TaskConfig, TrainConfig
 from robotrl.envs import make_env
+from robotrl.envs.batched import SingleWorldEnv, build_batched_env, is_batched_suite
 
 
 def resolve_device(device: str) -> str:
@@ -59,6 +60,13 @@ def config_record(cfg: TrainConfig) -> dict[str, Any]:
 def build_env(
     task: TaskConfig, env_cfg: Any, seed: int, *, render_mode: str | None = None, **extra: Any
 ) -> gym.Env:
+    """One env of ``task`` with stacked frames; for a batched suite, one world on the CPU
+    (:class:`~robotrl.envs.batched.SingleWorldEnv`: what builds the agent and ``robotrl-eval``
+    use; training and its evaluation build their own worlds)."""
+    if is_batched_suite(task.suite):
+        one_world = TaskConfig(task.suite, task.name, {**task.options, **extra})
+        batched = build_batched_env(one_world, env_cfg, seed=seed, num_worlds=1, device="cpu")
+        return SingleWorldEnv(batched, render_mode=render_mode)
     options = {**task.options, **extra}
     if render_mode is not None:
         options["render_mode"] = render_mode

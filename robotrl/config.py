@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
 from robotrl.agents.mentor import MentorConfig
+from robotrl.integrations.sb3_config import SB3PPOConfig, SB3SACConfig, SB3TD3Config
 
 
 @dataclass
@@ -75,6 +76,23 @@ class TrainConfig:
     checkpoint_every_frames: int = 10_000
     keep_checkpoints: int = 2
     torch_threads: int = 0  # 0: leave PyTorch's default
+    # Vector envs (robotrl.envs.vector): N copies stepped in worker processes, SAME_STEP autoreset.
+    num_envs: int = 1  # training collection; 1 = the single-env loop
+    eval_num_envs: int = 1  # evaluation episodes played N at a time; 1 = one env
+    async_envs: bool = True  # False: step the copies in this process (debugging)
+    # Batched suites (robotrl.batched_envs, e.g. task=warp/reach): num_envs worlds in one env.
+    sim_device: str = "auto"  # where the worlds run: cpu, cuda, cuda:1; auto: cuda if available
+    # Agent updates per agent step (= per env or world step); None: one every
+    # agent.update_every_steps steps, as without this field. Fractions are spread evenly.
+    utd_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "eval_num_envs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.utd_ratio is not None and not self.utd_ratio > 0:
+            raise ValueError(f"utd_ratio must be > 0 (or None), got {self.utd_ratio!r}")
 
 
 @dataclass
@@ -95,8 +113,17 @@ class EvalConfig:
     video_episodes: int = 1
     device: str = "auto"
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. fast_render for DMC
+    # Episodes played this many at a time in worker processes (robotrl.envs.vector); the same
+    # episodes (episode i resets with seed + i) and results as one env.
+    num_envs: int = 1
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.num_envs, bool)
+            or not isinstance(self.num_envs, int)
+            or self.num_envs < 1
+        ):
+            raise ValueError(f"num_envs must be a positive integer, got {self.num_envs!r}")
         if (self.checkpoint is None) == (not self.runs):
             raise ValueError(
                 "robotrl-eval needs either checkpoint=PATH (one checkpoint) or runs=[DIR, ...] "
@@ -116,3 +143,7 @@ def register_configs() -> None:
     store.store(group="agent", name="drqv2_schema", node=DrQV2Config)
     store.store(group="agent", name="drm_schema", node=DrMConfig)
     store.store(group="agent", name="mentor_schema", node=MentorConfig)
+    # Stable-Baselines3 baselines (robotrl.integrations.sb3_config; training needs the sb3 extra).
+    store.store(group="agent", name="sb3_sac_schema", node=SB3SACConfig)
+    store.store(group="agent", name="sb3_td3_schema", node=SB3TD3Config)
+    store.store(group="agent", name="sb3_ppo_schema", node=SB3PPOConfig)

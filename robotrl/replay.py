@@ -33,6 +33,7 @@ import re
 import zipfile
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,13 +145,18 @@ class EpisodicReplay:
         self._num_episodes = 0
         # Sampleable slots per horizon, built on first use; cleared whenever episodes change.
         self._valid_slots: dict[int, np.ndarray] = {}
-        self._staged: dict[str, list[np.ndarray]] | None = None  # episode in progress
+        # Episodes in progress, one per stream (each env of a vector env is a stream).
+        self._staged: dict[int, dict[str, list[np.ndarray]]] = {}
         self._channels: int | None = None
         self._directory_checked = False
 
     # ---------------------------------------------------------------- adding
-    def start_episode(self, obs: Obs) -> None:
-        """Begin an episode from ``env.reset()``'s observation (drops any unfinished episode)."""
+    def start_episode(self, obs: Obs, *, stream: int = 0) -> None:
+        """Begin an episode from ``env.reset()``'s observation (drops any unfinished episode).
+
+        ``stream`` names one of several episodes collected at once (env ``i`` of a vector env
+        uses stream ``i``); each stream's episode is finished, numbered and placed on its own.
+        """
         pixels = np.asarray(obs["pixels"])
         if pixels.dtype != np.uint8 or pixels.ndim < 3 or pixels.shape[-3] % self.frame_stack:
             raise ValueError(
@@ -163,11 +169,12 @@ class EpisodicReplay:
         # (Gymnasium's FrameStackObservation pads with zeros by default, for instance).
         if not np.array_equal(pixels, np.concatenate([newest] * self.frame_stack, axis=-3)):
             raise ValueError("reset observation must repeat its first frame over the whole stack")
-        self._staged = {"frames": [newest.copy()], "action": [], "reward": []}
+        staged = {"frames": [newest.copy()], "action": [], "reward": []}
         for key in obs.keys() - {"pixels"}:
             if key in _RESERVED_KEYS:
                 raise ValueError(f"observation key {key!r} clashes with a replay field")
-            self._staged[key] = [np.array(obs[key])]
+            staged[key] = [np.array(obs[key])]
+        self._staged[stream] = staged
 
     def add(
         self,
@@ -176,26 +183,106 @@ class EpisodicReplay:
         next_obs: Obs,
         terminated: bool,
         truncated: bool,
+        *,
+        stream: int = 0,
     ) -> None:
-        """Append one transition; a terminated or truncated episode becomes sampleable."""
-        if self._staged is None or self._channels is None:
-            raise RuntimeError("call start_episode() before add()")
-        staged = self._staged
-        staged["frames"].append(np.array(next_obs["pixels"][..., -self._channels :, :, :]))
-        for key in staged.keys() - _RESERVED_KEYS:
-            staged[key].append(np.array(next_obs[key]))
-        staged["action"].append(np.asarray(action, np.float32).reshape(-1))
-        staged["reward"].append(np.array(reward, np.float32))
+        """Append one transition to ``stream``; a terminated or truncated episode becomes
+        sampleable (``next_obs`` of an episode's last step is its true last observation)."""
+        staged = self._staged_stream(stream)
+        assert self._channels is not None
+        frame = np.array(next_obs["pixels"][..., -self._channels :, :, :])
+        extras = {key: np.array(next_obs[key]) for key in staged.keys() - _RESERVED_KEYS}
+        action = np.asarray(action, np.float32).reshape(-1)
+        self._append(stream, frame, extras, action, np.array(reward, np.float32))
+        if terminated or truncated:
+            self._finish(self._staged.pop(stream), terminated)
+
+    def start_episodes(
+        self,
+        obs: Obs,
+        *,
+        streams: Sequence[int] | np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+    ) -> None:
+        """:meth:`start_episode` for the worlds of a batched observation (``[N, ...]`` arrays):
+        world ``i`` begins stream ``streams[i]`` (default ``i``), where ``mask[i]`` (default all).
+        """
+        num_worlds = _batch_size(obs)
+        for index, stream in self._batch_streams(num_worlds, streams):
+            if mask is None or mask[index]:
+                self.start_episode({key: value[index] for key, value in obs.items()}, stream=stream)
+
+    def add_batch(
+        self,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: Obs,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        *,
+        streams: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """:meth:`add` for N worlds at once, world ``i`` to stream ``streams[i]`` (default ``i``).
+
+        ``action [N, A]``, ``reward``/``terminated``/``truncated`` ``[N]`` and ``next_obs``
+        (``[N, ...]`` arrays; a finished world's row is its episode's true last observation).
+        Every stream must have an episode in progress; nothing is stored if one has none. The
+        batch is copied once and each world keeps views of its rows, which store exactly what
+        N calls of :meth:`add` would.
+        """
+        num_worlds = len(reward)
+        pairs = self._batch_streams(num_worlds, streams)
+        staged = [self._staged_stream(stream) for _, stream in pairs]
+        if _batch_size(next_obs) != num_worlds or not (
+            len(action) == len(terminated) == len(truncated) == num_worlds
+        ):
+            raise ValueError(f"add_batch needs [{num_worlds}, ...] arrays for {num_worlds} worlds")
+        assert self._channels is not None
+        frames = np.array(next_obs["pixels"][..., -self._channels :, :, :])
+        extras = {key: np.array(next_obs[key]) for key in staged[0].keys() - _RESERVED_KEYS}
+        actions = np.asarray(action, np.float32).reshape(num_worlds, -1)
+        rewards = np.asarray(reward, np.float32)
+        for index, stream in pairs:
+            row_extras = {key: value[index] for key, value in extras.items()}
+            self._append(stream, frames[index], row_extras, actions[index], rewards[index])
+            if terminated[index] or truncated[index]:
+                self._finish(self._staged.pop(stream), bool(terminated[index]))
+
+    def _staged_stream(self, stream: int) -> dict[str, list[np.ndarray]]:
+        staged = self._staged.get(stream)
+        if staged is None or self._channels is None:
+            raise RuntimeError(f"call start_episode(stream={stream}) before add(stream={stream})")
+        return staged
+
+    def _batch_streams(
+        self, num_worlds: int, streams: Sequence[int] | np.ndarray | None
+    ) -> list[tuple[int, int]]:
+        """(world, stream) pairs of a batch, checked: one distinct stream per world."""
+        chosen = list(range(num_worlds)) if streams is None else [int(s) for s in streams]
+        if len(chosen) != num_worlds or len(set(chosen)) != num_worlds:
+            raise ValueError(f"need {num_worlds} distinct streams, one per world, got {streams!r}")
+        return list(enumerate(chosen))
+
+    def _append(
+        self,
+        stream: int,
+        frame: np.ndarray,
+        extras: dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+    ) -> None:
+        staged = self._staged[stream]
+        staged["frames"].append(frame)
+        for key, value in extras.items():
+            staged[key].append(value)
+        staged["action"].append(action)
+        staged["reward"].append(reward)
         if len(staged["frames"]) > self.capacity:
             raise ValueError(f"episode is longer than capacity={self.capacity} frame slots")
-        if terminated or truncated:
-            self._finish(terminated)
 
-    def _finish(self, terminated: bool) -> None:
-        assert self._staged is not None
-        episode = {key: np.stack(values) for key, values in self._staged.items()}
+    def _finish(self, staged: dict[str, list[np.ndarray]], terminated: bool) -> None:
+        episode = {key: np.stack(values) for key, values in staged.items()}
         episode["terminated"] = np.array(bool(terminated))
-        self._staged = None
         if self._storage is not None:  # before it reaches disk or evicts anything
             self._storage.check_compatible(episode)
         index = self._num_episodes
@@ -406,7 +493,7 @@ class EpisodicReplay:
         self._placements.clear()
         self._cursor = self._num_transitions = 0
         self._valid_slots.clear()
-        self._staged = None
+        self._staged.clear()
         for index in range(num_episodes):
             match = EPISODE_FILE.match(files[index].name)
             assert match is not None
@@ -430,6 +517,13 @@ class EpisodicReplay:
             while target.exists():  # a second crash may set aside the same name again
                 target, copy = aside / f"{path.name}.{copy}", copy + 1
             os.replace(path, target)
+
+
+def _batch_size(obs: Obs) -> int:
+    sizes = {len(value) for value in obs.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"batched observation arrays differ in length: {sorted(sizes)}")
+    return sizes.pop()
 
 
 def load_episode(path: Path) -> Episode:

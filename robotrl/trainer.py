@@ -1,17 +1,22 @@
-"""The training loop: collect, learn, evaluate, checkpoint, resume."""
+"""The training loop: collect, learn, evaluate, checkpoint, resume.
+
+The Trainer owns the run's parts and its bookkeeping (counters, checkpoints, evaluation, logs);
+the collection loops it runs live in ``robotrl.collection``: one env (``num_envs = 1``), a vector
+env of worker processes (``num_envs > 1``), or ``num_envs`` batched worlds for a batched suite
+(``task=warp/...``, see ``robotrl.envs.batched``), where evaluation also runs on batched worlds.
+``utd_ratio`` sets the number of agent updates per agent step for all of them.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from collections import defaultdict
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import robotrl
@@ -24,18 +29,40 @@ from robotrl.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from robotrl.evaluation import run_episodes, summarize
+from robotrl.collection import (
+    TrainingDivergedError,
+    collect_batched,
+    collect_single,
+    collect_vectorized,
+    train_reset_seeds,
+)
+from robotrl.envs import BatchedEnv
+from robotrl.envs.batched import build_batched_env, is_batched_suite
+from robotrl.envs.vector import VectorEnvs, build_vector_env, check_num_envs
+from robotrl.evaluation import (
+    run_episodes,
+    run_episodes_batched,
+    run_episodes_vectorized,
+    summarize,
+)
 from robotrl.logger import Logger
 from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
 from robotrl.video import VideoRecorder
 
+__all__ = [
+    "Counters",
+    "TrainResult",
+    "Trainer",
+    "TrainingDivergedError",
+    "eval_reset_seed",
+    "train_reset_seeds",
+]
+
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(RuntimeError):
-    """A loss or metric became NaN/Inf; the last checkpoint on disk is untouched."""
+#: What trains on: a vector env of processes, or a batched env of worlds.
+Envs = VectorEnvs | BatchedEnv
 
 
 @dataclass
@@ -60,7 +87,17 @@ class TrainResult:
 
 
 class Trainer:
-    """Runs one training job. The CLI builds the parts; tests can build them from fakes."""
+    """Runs one training job. The CLI builds the parts; tests can build them from fakes.
+
+    With ``cfg.num_envs > 1`` training collects from ``train_envs`` (a ``SAME_STEP`` vector env of
+    that many copies) instead of ``env``; with ``cfg.eval_num_envs > 1`` evaluation runs on
+    ``eval_envs``. Either one not given is built from ``cfg.task``/``cfg.env`` on first use and
+    closed when ``train()`` returns (see :meth:`close`).
+
+    For a batched suite both are batched envs (``robotrl.envs.batched``): ``train_envs`` has
+    ``num_envs`` worlds and ``eval_envs`` ``eval_num_envs`` worlds if that is > 1, else
+    ``min(eval_episodes, num_envs)``; ``env`` and ``eval_env`` are then not stepped.
+    """
 
     def __init__(
         self,
@@ -73,17 +110,33 @@ class Trainer:
         replay: EpisodicReplay,
         logger: Logger,
         config_record: dict[str, Any],
+        train_envs: Envs | None = None,
+        eval_envs: Envs | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
         self.env = env
         self.eval_env = eval_env
+        self.batched = is_batched_suite(cfg.task.suite)
+        self.num_envs = check_num_envs(getattr(cfg, "num_envs", 1))
+        self.eval_num_envs = check_num_envs(getattr(cfg, "eval_num_envs", 1), "eval_num_envs")
+        if self.batched and self.eval_num_envs == 1:
+            self.eval_num_envs = min(int(cfg.eval_episodes), self.num_envs)
+        self.train_envs = _checked_vector_env(train_envs, self.num_envs, "train_envs", "num_envs")
+        self.eval_envs = _checked_vector_env(
+            eval_envs, self.eval_num_envs, "eval_envs", "eval_num_envs"
+        )
+        self._owned_envs: list[Envs] = []  # built here, so closed here
         self.agent = agent
         self.replay = replay
         self.logger = logger
         self.config_record = config_record
         self.counters = Counters(next_eval_frame=0)
         self.action_repeat = int(cfg.env.action_repeat)
+        self.seed_steps = int(cfg.seed_frames) // self.action_repeat
+        utd_ratio = getattr(cfg, "utd_ratio", None)
+        # Exact, so that fractional ratios never drift from steps × ratio.
+        self.utd_ratio = None if utd_ratio is None else Fraction(utd_ratio).limit_denominator(10**6)
         self.checkpoint_dir = run_dir / "checkpoints"
         self.last_checkpoint: Path | None = None
         self.last_video: Path | None = None
@@ -147,14 +200,33 @@ class Trainer:
         if self.cfg.logger.save_video:
             recorder = VideoRecorder(self.run_dir / "videos")
             recorder.start()
-        results = run_episodes(
-            self.eval_env,
-            self.agent,
-            episodes=int(self.cfg.eval_episodes),
-            step=self.counters.step,
-            seed=eval_reset_seed(int(self.cfg.seed)),
-            recorder=recorder,
-        )
+        if self.batched:
+            results = run_episodes_batched(
+                cast(BatchedEnv, self.evaluation_envs()),
+                self.agent,
+                episodes=int(self.cfg.eval_episodes),
+                step=self.counters.step,
+                seed=eval_reset_seed(int(self.cfg.seed)),
+                recorder=recorder,
+            )
+        elif self.eval_num_envs > 1:
+            results = run_episodes_vectorized(
+                cast(VectorEnvs, self.evaluation_envs()),
+                self.agent,
+                episodes=int(self.cfg.eval_episodes),
+                step=self.counters.step,
+                seed=eval_reset_seed(int(self.cfg.seed)),
+                recorder=recorder,
+            )
+        else:
+            results = run_episodes(
+                self.eval_env,
+                self.agent,
+                episodes=int(self.cfg.eval_episodes),
+                step=self.counters.step,
+                seed=eval_reset_seed(int(self.cfg.seed)),
+                recorder=recorder,
+            )
         summary = summarize(results)
         if recorder is not None:
             self.last_video = recorder.save(f"eval_{self.counters.frame:09d}")
@@ -165,84 +237,135 @@ class Trainer:
     # -- main loop -------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
-        resumed_from = self.resume()
-        cfg, counters = self.cfg, self.counters
-        if resumed_from is not None and counters.frame >= cfg.frames:
-            log.info("run already complete at frame %d; nothing to do", counters.frame)
+        try:
+            resumed_from = self.resume()
+            cfg, counters = self.cfg, self.counters
+            if resumed_from is not None and counters.frame >= cfg.frames:
+                log.info("run already complete at frame %d; nothing to do", counters.frame)
+                return self._result(resumed_from)
+            progress = ProgressBar(
+                int(cfg.frames), counters.frame, disable=not cfg.logger.progress_bar
+            )
+            if self.batched:
+                collect_batched(self, progress)
+            elif self.num_envs == 1:
+                collect_single(self, progress)
+            else:
+                collect_vectorized(self, progress)
+            progress.close()
+            self.evaluate()
+            self.save()
             return self._result(resumed_from)
-        seed_steps = int(cfg.seed_frames) // self.action_repeat
-        update_every = self.agent.update_every_steps
-        progress = ProgressBar(int(cfg.frames), counters.frame, disable=not cfg.logger.progress_bar)
-        update_metrics: dict[str, list[float]] = defaultdict(list)
+        finally:
+            self.close()
 
-        obs, _ = self.env.reset(seed=int(cfg.seed) * 100_003 + counters.episode)
-        self.replay.start_episode(obs)
-        episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()
+    def close(self) -> None:
+        """Close the vector envs this trainer built (those passed in belong to the caller)."""
+        for envs in self._owned_envs:
+            envs.close()
+        if self.train_envs in self._owned_envs:
+            self.train_envs = None  # built again if training continues
+        if self.eval_envs in self._owned_envs:
+            self.eval_envs = None
+        self._owned_envs.clear()
 
-        while counters.frame < cfg.frames:
-            if counters.frame >= counters.next_eval_frame:
-                self.evaluate()
-                counters.next_eval_frame += int(cfg.eval_every_frames)
+    # -- what the collection loops call (robotrl.collection) ----------------------------------
 
-            action = self.agent.act(obs, counters.step, eval_mode=False)
-            if not np.all(np.isfinite(action)):
-                raise TrainingDivergedError(
-                    f"the agent produced a non-finite action {action} at frame {counters.frame}; "
-                    "the last checkpoint is intact"
-                )
-            if (
-                counters.step >= seed_steps
-                and counters.step % update_every == 0
-                and len(self.replay) > 0
-            ):
-                batch = self.replay.sample(
-                    int(cfg.replay.batch_size), horizon=self.agent.replay_horizon
-                )
-                for name, value in self.agent.update(batch, counters.step).items():
-                    update_metrics[name].append(value)
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            if not math.isfinite(float(reward)):
-                raise TrainingDivergedError(
-                    f"the env returned a non-finite reward ({reward}) at frame {counters.frame}; "
-                    "nothing was stored, the last checkpoint is intact"
-                )
-            self.replay.add(action, float(reward), obs, bool(terminated), bool(truncated))
-            episode_return += float(reward)
-            episode_length += 1
-            counters.step += 1
-            counters.frame += self.action_repeat
+    def evaluate_if_due(self) -> None:
+        if self.counters.frame >= self.counters.next_eval_frame:
+            self.evaluate()
+            self.counters.next_eval_frame += int(self.cfg.eval_every_frames)
 
-            if terminated or truncated:
-                counters.episode += 1
-                self.agent.observe_episode(episode_return)
-                elapsed = time.perf_counter() - episode_start
-                metrics = {name: float(np.mean(v)) for name, v in update_metrics.items()}
-                _check_finite(metrics, counters.frame)
-                metrics |= {
-                    "episode_return": episode_return,
-                    "episode_length": episode_length,
-                    "episode": counters.episode,
-                    "step": counters.step,
-                    "fps": episode_length * self.action_repeat / max(elapsed, 1e-9),
-                    "buffer_size": len(self.replay),
-                }
-                if "success" in info:
-                    metrics["success"] = float(info["success"])
-                self.logger.log("train", metrics, frame=counters.frame)
-                progress.update(
-                    counters.frame, episode_return=episode_return, episode=counters.episode
-                )
-                update_metrics.clear()
-                if counters.frame - counters.last_checkpoint_frame >= cfg.checkpoint_every_frames:
-                    self.save()
-                obs, _ = self.env.reset()
-                self.replay.start_episode(obs)
-                episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()
+    def updates_at(self, step: int) -> int:
+        """How many agent updates agent step ``step`` makes (none before ``seed_frames``).
 
-        progress.close()
-        self.evaluate()
-        self.save()
-        return self._result(resumed_from)
+        Default: one on every ``agent.update_every_steps``-th step. With ``utd_ratio = r``:
+        ``floor((k + 1) r) - floor(k r)`` at the ``k``-th step after the seed steps, so any ``k``
+        steps make ``k r`` updates, give or take one, and a resumed run continues the pattern.
+        """
+        if step < self.seed_steps or len(self.replay) == 0:
+            return 0
+        if self.utd_ratio is None:
+            return int(step % self.agent.update_every_steps == 0)
+        done = step - self.seed_steps
+        return math.floor((done + 1) * self.utd_ratio) - math.floor(done * self.utd_ratio)
+
+    def run_updates(self, step: int, update_metrics: dict[str, list[float]]) -> None:
+        """The agent updates due at ``step`` (:meth:`updates_at`), metrics appended."""
+        for _ in range(self.updates_at(step)):
+            batch = self.replay.sample(
+                int(self.cfg.replay.batch_size), horizon=self.agent.replay_horizon
+            )
+            for name, value in self.agent.update(batch, step).items():
+                update_metrics[name].append(value)
+
+    def log_episode(
+        self,
+        metrics: dict[str, float],
+        episode_return: float,
+        episode_length: int,
+        fps: float,
+        success: float | None,
+        progress: ProgressBar,
+    ) -> None:
+        """Count a finished training episode and write its row of ``train.csv``."""
+        counters = self.counters
+        counters.episode += 1
+        self.agent.observe_episode(episode_return)
+        row = metrics | {
+            "episode_return": episode_return,
+            "episode_length": episode_length,
+            "episode": counters.episode,
+            "step": counters.step,
+            "fps": fps,
+            "buffer_size": len(self.replay),
+        }
+        if success is not None:
+            row["success"] = success
+        self.logger.log("train", row, frame=counters.frame)
+        progress.update(counters.frame, episode_return=episode_return, episode=counters.episode)
+
+    def checkpoint_if_due(self) -> None:
+        if (
+            self.counters.frame - self.counters.last_checkpoint_frame
+            >= self.cfg.checkpoint_every_frames
+        ):
+            self.save()
+
+    def training_envs(self) -> Envs:
+        if self.train_envs is None:
+            self.train_envs = self._build_envs(self.num_envs, int(self.cfg.seed), None)
+        return self.train_envs
+
+    def evaluation_envs(self) -> Envs:
+        if self.eval_envs is None:
+            render_mode = "rgb_array" if self.cfg.logger.save_video else None
+            # The same factory seed as the CLI's single eval env, for env 0.
+            seed = int(self.cfg.seed) + 10_000
+            self.eval_envs = self._build_envs(self.eval_num_envs, seed, render_mode)
+        return self.eval_envs
+
+    def _build_envs(self, num_envs: int, seed: int, render_mode: str | None) -> Envs:
+        envs: Envs
+        if self.batched:
+            envs = build_batched_env(
+                self.cfg.task,
+                self.cfg.env,
+                seed=seed,
+                num_worlds=num_envs,
+                device=str(getattr(self.cfg, "sim_device", "auto")),
+            )
+        else:
+            envs = build_vector_env(
+                self.cfg.task,
+                self.cfg.env,
+                seed=seed,
+                num_envs=num_envs,
+                render_mode=render_mode,
+                asynchronous=bool(getattr(self.cfg, "async_envs", True)),
+            )
+        self._owned_envs.append(envs)
+        return envs
 
     def _result(self, resumed_from: int | None) -> TrainResult:
         cfg = self.cfg
@@ -270,10 +393,9 @@ def eval_reset_seed(run_seed: int) -> int:
     return run_seed * 1000 + 10**6
 
 
-def _check_finite(metrics: dict[str, float], frame: int) -> None:
-    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
-    if bad:
-        raise TrainingDivergedError(
-            f"non-finite training metrics at frame {frame}: {bad}; "
-            "the last checkpoint is intact (lower the learning rate or check the rewards)"
+def _checked_vector_env(envs: Envs | None, num_envs: int, argument: str, field: str) -> Envs | None:
+    if envs is not None and envs.num_envs != num_envs:
+        raise ValueError(
+            f"{argument} has {envs.num_envs} envs but the config's {field} is {num_envs}"
         )
+    return envs

@@ -1,11 +1,21 @@
-"""Throughput: env+render agent-steps/s (default vs fast visuals) and learner updates/s.
+"""Throughput per suite: env+render agent-steps/s (default vs fast visuals, one env vs several
+processes) and learner updates/s.
 
 Every figure is printed beside a baseline measured in the same run, as a ratio:
-- env: DMC with default visuals (baseline) vs ``fast_render`` (shadows, reflections, skybox off);
+- env, for each suite that has ``fast_render``: default visuals (baseline) vs ``fast_render``
+  (shadows, reflections, skybox off), one env in this process;
+- collection, for each suite: one env in this process (baseline) vs ``--num-envs`` copies in
+  worker processes (``robotrl.envs.vector``, shared memory, SAME_STEP autoreset), agent-steps/s
+  summed over envs, with fast visuals where the suite has them (to keep the run short);
 - learner: DrQ-v2 updates at batch 256 with a contiguous (NCHW) encoder (baseline) vs
   ``channels_last``.
 
+All at 84x84, action repeat 2, frame stack 3, random actions. Suites: builtin/reach,
+dmc/<--task>, metaworld/reach, adroit/door, robosuite/lift (its default two cameras); pick others
+with ``--suites suite/task ...``.
+
     .venv/bin/python scripts/bench_throughput.py [--task cheetah_run] [--steps 200] [--updates 5]
+        [--num-envs 2] [--suites builtin/reach dmc/cheetah_run ...]
 
 Prints a table and one JSON line. Timings depend on the machine; compare ratios, not seconds.
 """
@@ -20,23 +30,65 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
 from robotrl.envs import make_env
+from robotrl.envs.vector import make_vector_env
+
+# The suites without a fast_render option (their frames are already cheap).
+NO_FAST_RENDER = {"builtin"}
+SEED, IMAGE_SIZE, ACTION_REPEAT, FRAME_STACK = 0, 84, 2, 3
 
 
-def env_steps_per_second(task: str, steps: int, fast_render: bool) -> float:
-    env = make_env(
-        "dmc",
-        task,
-        seed=0,
-        image_size=84,
-        action_repeat=2,
-        frame_stack=3,
-        options={"fast_render": fast_render},
+def visual_options(suite: str, fast_render: bool) -> dict[str, bool]:
+    return {} if suite in NO_FAST_RENDER else {"fast_render": fast_render}
+
+
+def env_steps_per_second(suite: str, task: str, steps: int, fast_render: bool) -> float:
+    options = visual_options(suite, fast_render)
+    return env_steps_per_second_of(
+        make_env(
+            suite,
+            task,
+            seed=SEED,
+            image_size=IMAGE_SIZE,
+            action_repeat=ACTION_REPEAT,
+            frame_stack=FRAME_STACK,
+            options=options,
+        ),
+        steps,
     )
+
+
+def collection_steps_per_second(suite: str, task: str, steps: int, num_envs: int) -> float:
+    """Agent steps/s of ``num_envs`` worker processes (0: one env in this process), all envs."""
+    if num_envs == 0:
+        return env_steps_per_second(suite, task, steps, fast_render=True)
+    options = visual_options(suite, True)
+    envs = make_vector_env(
+        suite,
+        task,
+        num_envs=num_envs,
+        seed=SEED,
+        image_size=IMAGE_SIZE,
+        action_repeat=ACTION_REPEAT,
+        frame_stack=FRAME_STACK,
+        options=options,
+    )
+    envs.reset(seed=0)
+    envs.step(envs.action_space.sample())  # workers started and renderers warm
+    start = time.perf_counter()
+    for _ in range(steps // num_envs):  # the same number of agent steps as the baseline
+        envs.step(envs.action_space.sample())  # SAME_STEP: ended episodes reset themselves
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return (steps // num_envs) * num_envs / elapsed
+
+
+def env_steps_per_second_of(env: gym.Env, steps: int) -> float:
     env.reset(seed=0)
     env.step(env.action_space.sample())  # warm the renderer up
     start = time.perf_counter()
@@ -80,20 +132,62 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=5, help="updates per learner measurement")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--num-envs", type=int, default=2, help="worker processes for the vectorised collection row"
+    )
+    parser.add_argument("--suites", nargs="+", help="suite/task pairs (default: one per suite)")
     args = parser.parse_args()
+    if args.num_envs < 1:
+        parser.error(f"--num-envs must be >= 1, got {args.num_envs}")
+    names = args.suites or [
+        "builtin/reach",
+        f"dmc/{args.task}",
+        "metaworld/reach",
+        "adroit/door",
+        "robosuite/lift",
+    ]
+    if any(name.count("/") != 1 for name in names):
+        parser.error(f"--suites takes suite/task pairs, got {names}")
+    suites = [tuple(name.split("/")) for name in names]
 
-    env_default = env_steps_per_second(args.task, args.steps, fast_render=False)
-    env_fast = env_steps_per_second(args.task, args.steps, fast_render=True)
+    visuals = {
+        (suite, task): (
+            env_steps_per_second(suite, task, args.steps, fast_render=False),
+            env_steps_per_second(suite, task, args.steps, fast_render=True),
+        )
+        for suite, task in suites
+        if suite not in NO_FAST_RENDER
+    }
+    collection = {
+        (suite, task): (
+            collection_steps_per_second(suite, task, args.steps, 0),
+            collection_steps_per_second(suite, task, args.steps, args.num_envs),
+        )
+        for suite, task in suites
+    }
     learn_base = updates_per_second(args.batch_size, args.updates, False, args.device)
     learn_cl = updates_per_second(args.batch_size, args.updates, True, args.device)
 
     rows = [
-        (
-            f"env agent-steps/s (dmc/{args.task}, 84x84, repeat 2)",
-            env_default,
-            env_fast,
-            "default visuals",
-            "fast_render",
+        *(
+            (
+                f"env agent-steps/s ({suite}/{task})",
+                default,
+                fast,
+                "default visuals",
+                "fast_render",
+            )
+            for (suite, task), (default, fast) in visuals.items()
+        ),
+        *(
+            (
+                f"collection agent-steps/s ({suite}/{task})",
+                single,
+                vectorised,
+                "1 env in-process",
+                f"{args.num_envs} env processes",
+            )
+            for (suite, task), (single, vectorised) in collection.items()
         ),
         (
             f"learner updates/s (batch {args.batch_size}, 9x84x84)",
@@ -107,6 +201,7 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"device {args.device}, torch threads {torch.get_num_threads()}"
     )
+    print("84x84 pixels, action repeat 2, frame stack 3; collection rows use fast visuals")
     print(f"{'measure':<48} {'baseline':>10} {'ours':>10} {'ratio':>7}  (baseline -> ours)")
     for name, base, ours, base_name, ours_name in rows:
         print(
@@ -116,12 +211,23 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "task": args.task,
                 "device": args.device,
                 "env_steps_per_s": {
-                    "default_visuals": env_default,
-                    "fast_render": env_fast,
-                    "ratio": env_fast / env_default,
+                    f"{suite}/{task}": {
+                        "default_visuals": default,
+                        "fast_render": fast,
+                        "ratio": fast / default,
+                    }
+                    for (suite, task), (default, fast) in visuals.items()
+                },
+                "collection_steps_per_s": {
+                    f"{suite}/{task}": {
+                        "single": single,
+                        "vectorised": vectorised,
+                        "num_envs": args.num_envs,
+                        "ratio": vectorised / single,
+                    }
+                    for (suite, task), (single, vectorised) in collection.items()
                 },
                 "updates_per_s": {
                     "nchw": learn_base,

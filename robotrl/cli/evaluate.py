@@ -16,17 +16,27 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from robotrl.agents import class_path
-from robotrl.benchmark import BenchmarkError, RunCheckpoints, algo_name, select_runs
+from robotrl.agents.base import Agent
+from robotrl.benchmark import BenchmarkError, RunCheckpoints, algo_name, read_meta, select_runs
 from robotrl.builders import agent_config, build_agent, build_env, resolve_device
 from robotrl.checkpoint import CheckpointError, load_checkpoint
 from robotrl.config import EnvConfig, EvalConfig, TaskConfig, register_configs
-from robotrl.evaluation import run_episodes, summarize, write_episode_csv
+from robotrl.evaluation import (
+    EpisodeResult,
+    evaluate_vectorized,
+    run_episodes,
+    summarize,
+    write_episode_csv,
+)
+from robotrl.integrations.sb3_config import is_sb3_meta
 from robotrl.video import VideoRecorder
 
 BENCHMARK_OUT_DIR = "eval_benchmark"
@@ -44,48 +54,89 @@ class CheckpointEval:
 def evaluate_one(
     cfg: EvalConfig, checkpoint_path: Path, *, video_dir: Path | None, video_name: str
 ) -> CheckpointEval:
-    """Evaluate one checkpoint; records ``video_dir/video_name.mp4`` when ``video_dir`` is set."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    record = checkpoint.meta["config"]
+    """Evaluate one checkpoint (ours or SB3's); records ``video_dir/video_name.mp4`` if set."""
+    meta = _meta_if_any(checkpoint_path)
+    loader = _load_sb3_agent if is_sb3_meta(meta) else _load_our_agent
+    record = meta.get("config") or load_checkpoint(checkpoint_path).meta["config"]
     task = TaskConfig(**{**record["task"], "options": {**record["task"]["options"]}})
     task.options.update(cfg.task_options)
     env_cfg = EnvConfig(**record["env"])
-    agent_cfg = agent_config(record["agent"])
-    recording = video_dir is not None
-    env = build_env(task, env_cfg, seed=cfg.seed, render_mode="rgb_array" if recording else None)
+    render_mode = "rgb_array" if video_dir is not None else None
+    env = build_env(task, env_cfg, seed=cfg.seed, render_mode=render_mode)
     try:
-        agent = build_agent(agent_cfg, env, resolve_device(cfg.device))
-        if checkpoint.meta["agent_class"] != class_path(type(agent)):
-            raise CheckpointError(
-                f"checkpoint {checkpoint.path} was written by {checkpoint.meta['agent_class']}, "
-                f"but its config builds {class_path(type(agent))}"
-            )
-        try:
-            agent.load_state_dict(checkpoint.state["agent"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.path} does not fit its agent: {err}"
-            ) from err
+        agent, meta = loader(Path(checkpoint_path), env, resolve_device(cfg.device))
         recorder = VideoRecorder(video_dir) if video_dir is not None else None
         if recorder is not None:
             recorder.start()
-        results = run_episodes(
-            env,
-            agent,
-            episodes=cfg.episodes,
-            step=int(checkpoint.meta["counters"]["step"]),
-            seed=cfg.seed,
-            recorder=recorder,
-            video_episodes=cfg.video_episodes,
-        )
+        step = int(meta["counters"]["step"])
+        if cfg.num_envs > 1:
+            results = evaluate_vectorized(
+                task,
+                env_cfg,
+                num_envs=cfg.num_envs,
+                agent=agent,
+                episodes=cfg.episodes,
+                step=step,
+                seed=cfg.seed,
+                recorder=recorder,
+                video_episodes=cfg.video_episodes,
+            )
+        else:
+            results = run_episodes(
+                env,
+                agent,
+                episodes=cfg.episodes,
+                step=step,
+                seed=cfg.seed,
+                recorder=recorder,
+                video_episodes=cfg.video_episodes,
+            )
     finally:
         env.close()
+    return _checkpoint_eval(meta, task, results, recorder, video_name)
+
+
+def _load_our_agent(path: Path, env: gym.Env, device: str) -> tuple[Agent, dict[str, Any]]:
+    """A robotrl agent with the checkpoint's weights, and the checkpoint's meta."""
+    checkpoint = load_checkpoint(path)
+    agent = build_agent(agent_config(checkpoint.meta["config"]["agent"]), env, device)
+    if checkpoint.meta["agent_class"] != class_path(type(agent)):
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} was written by {checkpoint.meta['agent_class']}, "
+            f"but its config builds {class_path(type(agent))}"
+        )
+    try:
+        agent.load_state_dict(checkpoint.state["agent"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit its agent: {err}"
+        ) from err
+    return agent, checkpoint.meta
+
+
+def _load_sb3_agent(path: Path, env: gym.Env, device: str) -> tuple[Agent, dict[str, Any]]:
+    """A Stable-Baselines3 checkpoint (robotrl.integrations.sb3_training) as an acting agent."""
+    import robotrl.integrations.sb3  # noqa: F401  (names the extra to install if SB3 is missing)
+    from robotrl.integrations.sb3_training import load_sb3_actor
+
+    return load_sb3_actor(path, env, device)
+
+
+def _checkpoint_eval(
+    meta: dict[str, Any],
+    task: TaskConfig,
+    results: list[EpisodeResult],
+    recorder: VideoRecorder | None,
+    video_name: str,
+) -> CheckpointEval:
+    """The tidy rows (one per episode), the saved video and the summary of one checkpoint."""
+    record = meta["config"]
     identity = {
-        "algo": algo_name(checkpoint.meta["agent_name"], record.get("exp_name")),
+        "algo": algo_name(meta["agent_name"], record.get("exp_name")),
         "suite": task.suite,
         "task": task.name,
         "seed": record["seed"],
-        "step": checkpoint.frame,
+        "step": int(meta["counters"]["frame"]),
     }
     rows: list[dict[str, object]] = [
         {
@@ -99,6 +150,14 @@ def evaluate_one(
     ]
     video = recorder.save(video_name) if recorder is not None else None
     return CheckpointEval(rows, video, summarize(results))
+
+
+def _meta_if_any(checkpoint_path: Path) -> dict[str, Any]:
+    """The checkpoint's meta.json, or {} when it has none (load_checkpoint then says why)."""
+    try:
+        return read_meta(Path(checkpoint_path))
+    except CheckpointError:
+        return {}
 
 
 def evaluate_checkpoint(cfg: EvalConfig) -> tuple[Path, Path | None, dict[str, float]]:

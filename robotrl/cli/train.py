@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -20,10 +23,11 @@ from robotrl.builders import (
     to_train_config,
 )
 from robotrl.cli.launchers import check_launcher_extras
-from robotrl.config import register_configs
+from robotrl.config import TrainConfig, register_configs
+from robotrl.integrations.sb3_config import SB3AgentConfig
 from robotrl.logger import Logger
 from robotrl.replay import EpisodicReplay
-from robotrl.trainer import Trainer
+from robotrl.trainer import Trainer, TrainResult
 
 log = logging.getLogger("robotrl.train")
 
@@ -40,18 +44,8 @@ def train(cfg: DictConfig) -> None:
     device = resolve_device(train_cfg.device)
     render_mode = "rgb_array" if train_cfg.logger.save_video else None
 
-    env = build_env(train_cfg.task, train_cfg.env, seed=train_cfg.seed)
     eval_env = build_env(
         train_cfg.task, train_cfg.env, seed=train_cfg.seed + 10_000, render_mode=render_mode
-    )
-    agent = build_agent(train_cfg.agent, env, device)
-    replay = EpisodicReplay(
-        capacity=train_cfg.replay.capacity,
-        frame_stack=train_cfg.env.frame_stack,
-        nstep=train_cfg.replay.nstep,
-        discount=train_cfg.agent.discount,
-        directory=run_dir / "replay",
-        seed=train_cfg.seed,
     )
     record = config_record(train_cfg)
     logger = Logger(
@@ -61,21 +55,13 @@ def train(cfg: DictConfig) -> None:
         wandb_project=train_cfg.logger.wandb_project,
         config=record,
     )
-    trainer = Trainer(
-        train_cfg,
-        run_dir,
-        env=env,
-        eval_env=eval_env,
-        agent=agent,
-        replay=replay,
-        logger=logger,
-        config_record=record,
-    )
     try:
-        result = trainer.train()
+        if isinstance(train_cfg.agent, SB3AgentConfig):
+            result = _train_sb3(train_cfg, run_dir, eval_env, logger, record, device)
+        else:
+            result = _train_ours(train_cfg, run_dir, eval_env, logger, record, device)
     finally:
         logger.close()
-        env.close()
         eval_env.close()
 
     if result.resumed_from is not None:
@@ -85,6 +71,57 @@ def train(cfg: DictConfig) -> None:
     print(f"Learning curve: {result.learning_curve}")
     print(f"Eval video:     {result.video}")
     print(f"Checkpoint:     {result.checkpoint}")
+
+
+def _train_ours(
+    cfg: TrainConfig,
+    run_dir: Path,
+    eval_env: gym.Env,
+    logger: Logger,
+    record: dict[str, Any],
+    device: str,
+) -> TrainResult:
+    env = build_env(cfg.task, cfg.env, seed=cfg.seed)
+    try:
+        agent = build_agent(cfg.agent, env, device)
+        replay = EpisodicReplay(
+            capacity=cfg.replay.capacity,
+            frame_stack=cfg.env.frame_stack,
+            nstep=cfg.replay.nstep,
+            discount=cfg.agent.discount,
+            directory=run_dir / "replay",
+            seed=cfg.seed,
+        )
+        trainer = Trainer(
+            cfg,
+            run_dir,
+            env=env,
+            eval_env=eval_env,
+            agent=agent,
+            replay=replay,
+            logger=logger,
+            config_record=record,
+        )
+        return trainer.train()
+    finally:
+        env.close()
+
+
+def _train_sb3(
+    cfg: TrainConfig,
+    run_dir: Path,
+    eval_env: gym.Env,
+    logger: Logger,
+    record: dict[str, Any],
+    device: str,
+) -> TrainResult:
+    """``agent=sb3_*``: Stable-Baselines3's own loop inside our run directory and logging."""
+    import robotrl.integrations.sb3  # noqa: F401  (names the extra to install if SB3 is missing)
+    from robotrl.integrations.sb3_training import train_sb3
+
+    return train_sb3(
+        cfg, run_dir, eval_env=eval_env, logger=logger, config_record=record, device=device
+    )
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import pytest
 from gymnasium import spaces
 
 from robotrl.envs.wrappers import FrameStack
-from robotrl.replay import AFTER_CHECKPOINT_DIR, EpisodicReplay, episode_filename
+from robotrl.replay import AFTER_CHECKPOINT_DIR, EpisodicReplay, episode_filename, load_episode
 
 STACK = 3
 GAMMA = 0.99
@@ -454,3 +454,47 @@ def test_horizon_longer_than_every_episode_is_a_clear_error() -> None:
     recorder.run(3)  # exactly K steps: only its first step has o_{t+K}
     found = check_horizon(recorder, recorder.buffer.sample(50, horizon=3), 3)
     assert found == {(2, 0)}
+
+
+def test_concurrent_streams_finish_and_store_their_episodes_independently(tmp_path: Path) -> None:
+    """Two interleaved episodes (a vector env's two envs): each is stored whole, when it ends."""
+    buffer = make_buffer(nstep=1, directory=tmp_path)
+    envs = [FrameStack(CountingEnv(), STACK) for _ in range(2)]
+    lengths, obs = {0: 6, 1: 3}, {}
+    for stream, env in enumerate(envs):
+        options = {"episode": 10 + stream, "length": lengths[stream], "terminate": stream == 0}
+        obs[stream], _ = env.reset(options=options)
+        buffer.start_episode(obs[stream], stream=stream)
+    finished = []
+    for step in range(6):
+        for stream, env in enumerate(envs):
+            if step >= lengths[stream]:
+                continue
+            action = np.array([10 + stream, step], np.float32)
+            obs[stream], reward, terminated, truncated, _ = env.step(action)
+            buffer.add(action, float(reward), obs[stream], terminated, truncated, stream=stream)
+            if terminated or truncated:
+                finished.append((stream, buffer.num_episodes, len(buffer)))
+    # Stream 1's shorter episode ends first and becomes episode 0; stream 0's becomes episode 1.
+    assert finished == [(1, 1, 3), (0, 2, 9)]
+    files = sorted(p.name for p in tmp_path.glob("*.npz"))
+    assert files == [episode_filename(0, 3), episode_filename(1, 6)]
+    for index, episode_id, length in ((0, 11, 3), (1, 10, 6)):
+        episode = load_episode(tmp_path / episode_filename(index, length))
+        assert episode["frames"][:, 1, 0, 0].tolist() == [episode_id] * (length + 1)
+        assert episode["frames"][:, 0, 0, 0].tolist() == list(range(length + 1))
+        assert bool(episode["terminated"]) == (episode_id == 10)
+    batch = buffer.sample(200)
+    for obs_stack, next_stack in zip(batch["obs"], batch["next_obs"], strict=True):
+        (step, episode_id), (next_step, next_id) = identify(obs_stack), identify(next_stack)
+        assert next_id == episode_id and next_step == step + 1
+
+
+def test_add_to_a_stream_that_was_not_started_is_a_clear_error() -> None:
+    buffer = make_buffer()
+    obs, _ = FrameStack(CountingEnv(), STACK).reset(
+        options={"episode": 0, "length": 3, "terminate": True}
+    )
+    buffer.start_episode(obs)  # stream 0 only
+    with pytest.raises(RuntimeError, match=r"start_episode\(stream=1\) before add\(stream=1\)"):
+        buffer.add(np.zeros(2, np.float32), 0.0, obs, False, False, stream=1)

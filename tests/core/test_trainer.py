@@ -13,6 +13,7 @@ from robotrl.agents.mentor import MentorAgent, MentorConfig
 from robotrl.agents.taco import TacoConfig
 from robotrl.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from robotrl.config import EnvConfig, LoggerConfig, ReplayConfig, TaskConfig, TrainConfig
+from robotrl.envs.vector import VectorEnvs
 from robotrl.envs.wrappers import FrameStack
 from robotrl.logger import Logger
 from robotrl.nn.moe import MoEConfig
@@ -46,7 +47,12 @@ def make_cfg(frames: int, **agent_overrides) -> TrainConfig:
 
 
 def make_trainer(
-    cfg: TrainConfig, run_dir: Path, agent_cls=DrQV2Agent, nan_reward: bool = False
+    cfg: TrainConfig,
+    run_dir: Path,
+    agent_cls=DrQV2Agent,
+    nan_reward: bool = False,
+    train_envs: VectorEnvs | None = None,
+    eval_envs: VectorEnvs | None = None,
 ) -> Trainer:
     torch.manual_seed(0)
     env = FrameStack(DotEnv(nan_reward=nan_reward), 3)
@@ -70,6 +76,8 @@ def make_trainer(
         replay=replay,
         logger=logger,
         config_record={"note": "test"},
+        train_envs=train_envs,
+        eval_envs=eval_envs,
     )
 
 

@@ -85,6 +85,18 @@ def test_benchmark_evaluates_the_grid_into_one_csv(runs_root: Path, tmp_path: Pa
     pd.testing.assert_frame_equal(
         table[table["checkpoint"] == str(first)][columns], single[columns]
     )
+    # Played two at a time in worker processes: the same episodes, the same results.
+    vector_csv, _, _ = evaluate_checkpoint(
+        EvalConfig(
+            checkpoint=str(first),
+            episodes=2,
+            video=False,
+            num_envs=2,
+            out_dir=str(tmp_path / "two"),
+        )
+    )
+    vectorised = pd.read_csv(vector_csv)
+    pd.testing.assert_frame_equal(vectorised[columns], single[columns], atol=1e-4)
 
     # robotrl-report reads it as a [seeds x tasks] score matrix.
     scores = load_scores([csv_path])

@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from robotrl.envs import make_env
+from robotrl.envs import make_batched_env, make_env
 from robotrl.trainer import eval_reset_seed
 
 BIN = Path(sys.executable).parent
@@ -72,6 +74,76 @@ def test_agent_learns_builtin_reach_well_above_random(tmp_path, agent):
     random_return = random_policy_return(eval_reset_seed(SEED))
     print(f"{agent}: random {random_return:.1f}, untrained {untrained:.1f}, learned {learned:.1f}")
     assert 10.0 < random_return < 45.0  # sanity: the task is as hard as described
+    assert learned > random_return + 25.0
+    assert learned > untrained + 25.0
+    assert (run_dir / "learning_curve.png").exists() and (run_dir / "videos").is_dir()
+
+
+# -- batched MuJoCo Warp worlds ------------------------------------------------------------------
+
+WARP_WORLDS = 8
+WARP_FRAMES = 20_000
+
+
+def warp_random_policy_return(eval_seed: int, worlds: int) -> float:
+    """Mean return of uniform random actions on the trainer's batched eval episodes: ``worlds``
+    worlds reset with ``eval_seed``, one episode each (``run_episodes_batched``)."""
+    env = make_batched_env(
+        "warp", "reach", num_worlds=worlds, seed=0, image_size=32, action_repeat=2, frame_stack=3
+    )
+    env.reset(seed=eval_seed)
+    generator = torch.Generator().manual_seed(0)
+    done = torch.zeros(worlds, dtype=torch.bool)
+    while not done.all():
+        actions = torch.rand(worlds, 2, generator=generator) * 2 - 1
+        _, _, terminated, truncated, info = env.step(actions)
+        done = terminated | truncated
+    env.close()
+    return float(info["episode_return"].mean())
+
+
+def test_drqv2_learns_warp_reach_on_batched_worlds(tmp_path):
+    """DrQ-v2 on ``warp/reach``: WARP_WORLDS worlds on Warp's CPU device, 32x32 pixels.
+
+    Recorded: 20k frames in 4.4 min, eval return 81.1 vs random 17.5 and untrained 10.1. With 16
+    worlds 14k frames were not enough (23.2); 4 worlds reached 52.6 at 14k: fewer worlds give
+    the policy more updates between the episodes it collects.
+    """
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            str(BIN / "robotrl-train"),
+            "task=warp/reach",
+            f"runs_root={tmp_path}",
+            f"seed={SEED}",
+            f"num_envs={WARP_WORLDS}",
+            f"eval_episodes={WARP_WORLDS}",
+            "sim_device=cpu",
+            f"frames={WARP_FRAMES}",
+            f"eval_every_frames={WARP_FRAMES}",
+            "torch_threads=1",
+            "logger.progress_bar=false",
+            "logger.tensorboard=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    minutes = (time.perf_counter() - started) / 60
+    assert done.returncode == 0, done.stderr[-5000:]
+    run_dir = tmp_path / "warp" / "reach" / "drqv2" / "default" / f"seed{SEED}"
+    with open(run_dir / "eval.csv") as handle:
+        rows = [row for row in csv.DictReader(handle)]
+    frames = int(rows[-1]["frame"])
+    learned = float(rows[-1]["episode_return"])
+    untrained = float(rows[0]["episode_return"])
+    random_return = warp_random_policy_return(eval_reset_seed(SEED), WARP_WORLDS)
+    print(
+        f"warp/reach: {frames} frames in {minutes:.1f} min; random {random_return:.1f}, "
+        f"untrained {untrained:.1f}, learned {learned:.1f}"
+    )
+    assert WARP_FRAMES <= frames < WARP_FRAMES + WARP_WORLDS * 2
+    assert 10.0 < random_return < 45.0
     assert learned > random_return + 25.0
     assert learned > untrained + 25.0
     assert (run_dir / "learning_curve.png").exists() and (run_dir / "videos").is_dir()

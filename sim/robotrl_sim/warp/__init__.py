@@ -4,10 +4,11 @@ Design
     ``BatchedMujocoEnv`` (``batched.py``) steps N copies of one MuJoCo scene together with
     ``mujoco_warp.step`` and renders every world's cameras in one launch of MuJoCo Warp's
     ray-tracing megakernel (``mujoco_warp.render`` over a per-world BVH refitted each step). A task
-    (``WarpTask``, e.g. ``cartpole.py``) only supplies its MJCF, initial-state distribution,
-    reward, termination/success and proprio, all as batched torch functions. The env follows
-    Gymnasium's ``VectorEnv`` API with SAME_STEP autoreset and the observation contract of
-    DESIGN.md §4, but its arrays are torch tensors on the sim's device.
+    (``WarpTask``: ``cartpole.py``, ``reach.py``) only supplies its MJCF, initial-state
+    distribution (and mocap bodies' positions), reward, termination/success and proprio, all as
+    batched torch functions. The env follows Gymnasium's ``VectorEnv`` API with SAME_STEP
+    autoreset and the observation contract of DESIGN.md §4, but its arrays are torch tensors on
+    the sim's device.
 
 Device handling
     ``device`` ("cpu", "cuda", "cuda:1") picks the Warp device; everything lives there. Actions go
@@ -62,8 +63,9 @@ from robotrl_sim.warp.batched import (
 from robotrl_sim.warp.cartpole import CartpoleSwingup
 from robotrl_sim.warp.frame_stack import BatchedFrameStack
 from robotrl_sim.warp.randomization import DomainRandomization
+from robotrl_sim.warp.reach import Reach
 
-TASKS: dict[str, type[WarpTask]] = {"cartpole_swingup": CartpoleSwingup}
+TASKS: dict[str, type[WarpTask]] = {"cartpole_swingup": CartpoleSwingup, "reach": Reach}
 
 __all__ = [
     "TASKS",
@@ -72,6 +74,7 @@ __all__ = [
     "BatchedMujocoEnv",
     "CartpoleSwingup",
     "DomainRandomization",
+    "Reach",
     "SimTensors",
     "WarpTask",
     "make_batched_env",

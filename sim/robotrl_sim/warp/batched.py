@@ -41,6 +41,7 @@ class SimTensors:
     ctrl: torch.Tensor  # [N, nu]
     xpos: torch.Tensor  # [N, nbody, 3] body positions (fresh after every physics step)
     xmat: torch.Tensor  # [N, nbody, 3, 3] body orientations
+    mocap_pos: torch.Tensor  # [N, nmocap, 3] positions of mocap bodies (e.g. a target)
 
 
 class WarpTask(ABC):
@@ -70,6 +71,14 @@ class WarpTask(ABC):
     @abstractmethod
     def proprio(self, sim: SimTensors) -> torch.Tensor:
         """``[N, proprio_size]`` float32 low-dimensional observation."""
+
+    def initial_mocap_pos(
+        self, noise: torch.Tensor, mocap_pos0: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``[N, nmocap, 3]`` mocap body positions of new episodes, from the same ``noise`` as
+        ``initial_state`` and the model's ``mocap_pos0 [nmocap, 3]``; None leaves them at
+        ``mocap_pos0`` (the default)."""
+        return None
 
     def terminated(self, sim: SimTensors) -> torch.Tensor | None:
         """``[N]`` bool, or None if the task never terminates (only the time limit ends it)."""
@@ -236,8 +245,15 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
             ctrl=wp.to_torch(d.ctrl),
             xpos=wp.to_torch(d.xpos),
             xmat=wp.to_torch(d.xmat),
+            mocap_pos=wp.to_torch(d.mocap_pos).view(n, mjm.nmocap, 3),
         )
         self._qpos0 = torch.as_tensor(mjm.qpos0, dtype=torch.float32, device=self.device)
+        # mj_resetData puts mocap bodies at their bodies' model positions.
+        mocap_bodies = np.flatnonzero(mjm.body_mocapid >= 0)
+        mocap_bodies = mocap_bodies[np.argsort(mjm.body_mocapid[mocap_bodies])]
+        self._mocap_pos0 = torch.as_tensor(
+            mjm.body_pos[mocap_bodies].reshape(mjm.nmocap, 3), dtype=torch.float32
+        ).to(self.device)
         ctrl_range = torch.as_tensor(mjm.actuator_ctrlrange, dtype=torch.float32)
         limited = torch.as_tensor(mjm.actuator_ctrllimited, dtype=torch.bool)
         # Unlimited actuators take the action as it is.
@@ -375,9 +391,24 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
 
     # -- state access for tests, evaluation and sim-to-real tools --------------------------------
 
-    def set_state(self, qpos: torch.Tensor, qvel: torch.Tensor | None = None) -> None:
-        """Puts every world at ``qpos [N, nq]`` (and ``qvel [N, nv]``, default zero)."""
+    def set_state(
+        self,
+        qpos: torch.Tensor,
+        qvel: torch.Tensor | None = None,
+        *,
+        mocap_pos: torch.Tensor | None = None,
+    ) -> None:
+        """Puts every world at ``qpos [N, nq]`` (and ``qvel [N, nv]``, default zero; and
+        ``mocap_pos [N, nmocap, 3]``, default unchanged)."""
         sim = self.sim
+        mocap = None
+        if mocap_pos is not None:
+            mocap = torch.as_tensor(mocap_pos, dtype=torch.float32, device=self.device)
+            if mocap.shape != sim.mocap_pos.shape:
+                raise ValueError(
+                    f"set_state needs mocap_pos {tuple(sim.mocap_pos.shape)}, "
+                    f"got {tuple(mocap.shape)}"
+                )
         qpos = torch.as_tensor(qpos, dtype=torch.float32, device=self.device)
         qvel_t = (
             torch.zeros_like(sim.qvel)
@@ -392,6 +423,8 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         with self._on_device():
             sim.qpos.copy_(qpos)
             sim.qvel.copy_(qvel_t)
+            if mocap is not None:
+                sim.mocap_pos.copy_(mocap)
             mjw.kinematics(self.mjw_model, self.mjw_data)
             mjw.camlight(self.mjw_model, self.mjw_data)
 
@@ -453,6 +486,9 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         rows = mask.unsqueeze(1)
         self.sim.qpos.copy_(torch.where(rows, qpos, self.sim.qpos))
         self.sim.qvel.copy_(torch.where(rows, qvel, self.sim.qvel))
+        mocap_pos = self.task.initial_mocap_pos(self._noise[:, :task_noise], self._mocap_pos0)
+        if mocap_pos is not None:
+            self.sim.mocap_pos.copy_(torch.where(rows.unsqueeze(2), mocap_pos, self.sim.mocap_pos))
         if self._randomization.enabled:
             # Φ(z) turns the standard normals into uniform [0, 1) draws; scaled to [-1, 1].
             uniform = 2.0 * torch.special.ndtr(self._noise[:, task_noise:]) - 1.0
