@@ -7,21 +7,27 @@ observation must still be bootstrapped) and ``terminal_observation`` (the last o
 finished episode, since the returned one already belongs to the next). :class:`RobotrlVecEnv`
 translates our Gymnasium 1.x contract into that API without losing either, keeps ``pixels``
 bit-exact and channel-first, and copies ``info["success"]`` to SB3's ``is_success``.
+:class:`BatchedVecEnv` does the same for a batched env (``robotrl.envs.make_batched_env``: many
+worlds stepped together, torch tensors on the sim's device), whose ``SAME_STEP`` autoreset and
+full-batch ``final_obs`` map onto SB3's per-env ``terminal_observation``.
 
 Stable-Baselines3 is optional: ``pip install stable-baselines3``.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeAlias
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
-from robotrl.envs import make_env
+from robotrl.envs import BatchedEnv, make_env
+from robotrl.envs.batched import to_numpy
 
 try:
     from stable_baselines3.common.monitor import Monitor
@@ -199,6 +205,113 @@ class RobotrlVecEnv(VecEnv):
         return {key: np.stack([obs[key] for obs in observations]) for key in self._keys}
 
 
+class BatchedVecEnv(VecEnv):
+    """SB3 ``VecEnv`` over a batched env: its worlds are SB3's sub-envs.
+
+    Observations are copied from the sim's device to numpy once per step (SB3 stores numpy);
+    actions go back as one tensor on the sim's device. ``done``, ``TimeLimit.truncated``,
+    ``terminal_observation`` and ``is_success`` are set per world as :class:`RobotrlVecEnv` sets
+    them, and each finished world's ``infos[i]["episode"]`` carries its return and length as SB3's
+    ``Monitor`` would (so SB3 logs ``rollout/ep_rew_mean``). ``seed`` (or ``VecEnv.seed``) seeds
+    world ``i`` with ``seed + i`` at the next reset.
+    """
+
+    def __init__(
+        self, env: BatchedEnv, *, seed: int | None = None, observation: ObservationMode = "auto"
+    ) -> None:
+        self.env = env
+        env_space = env.single_observation_space
+        if not isinstance(env_space, spaces.Dict) or "pixels" not in env_space.spaces:
+            raise TypeError(f"robotrl envs observe a Dict with a 'pixels' entry, got {env_space}")
+        _check_pixels_reach_sb3_untouched(env_space["pixels"])
+        self._pixels_only = _pixels_only(env_space, observation)
+        self._keys = [] if self._pixels_only else list(env_space.spaces)
+        observation_space = env_space["pixels"] if self._pixels_only else env_space
+        self._actions: np.ndarray | None = None
+        self._episode_start = time.perf_counter()
+        self._last_pixels: np.ndarray | None = None
+        super().__init__(env.num_envs, observation_space, env.single_action_space)
+        self.metadata = {**env.metadata, **self.metadata}
+        if seed is not None:
+            self.seed(seed)
+
+    def reset(self) -> VecEnvObs:
+        seeds = self._seeds
+        world_seeds = None if all(s is None for s in seeds) else [s or 0 for s in seeds]
+        tensors, _ = self.env.reset(seed=world_seeds)
+        self._reset_seeds()
+        self._reset_options()
+        obs = to_numpy(tensors)
+        self._last_pixels = obs["pixels"]
+        return self._view(obs)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions, dtype=np.float32)
+        if len(actions) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        if self._actions is None:
+            raise RuntimeError("call step_async() before step_wait()")
+        actions, self._actions = self._actions, None
+        tensors, rewards, terminated, truncated, info = self.env.step(
+            torch.as_tensor(actions, device=self.env.device)
+        )
+        obs = to_numpy(tensors)
+        self._last_pixels = obs["pixels"]
+        terminated, truncated = to_numpy(terminated), to_numpy(truncated)
+        dones = terminated | truncated
+        success = to_numpy(info["success"]) if "success" in info else None
+        infos: list[dict[str, Any]] = [
+            {"TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+            for i in range(self.num_envs)
+        ]
+        if success is not None:
+            for i, world_info in enumerate(infos):
+                world_info["success"] = world_info["is_success"] = bool(success[i])
+        if dones.any():
+            final = self._view(to_numpy(info["final_obs"]))
+            returns, lengths = to_numpy(info["episode_return"]), to_numpy(info["episode_length"])
+            elapsed = time.perf_counter() - self._episode_start
+            for i in np.flatnonzero(dones):
+                infos[i]["terminal_observation"] = _copy(_row(final, i))
+                infos[i]["episode"] = {"r": float(returns[i]), "l": int(lengths[i]), "t": elapsed}
+        return self._view(obs), to_numpy(rewards).astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        """Each world's newest pixel frame (``[H, W, 3]``): batched envs have no ``render()``."""
+        if self._last_pixels is None:
+            return [None] * self.num_envs
+        pixels = self._last_pixels  # [N, C*stack, H, W], or [N, V, C*stack, H, W]: first camera
+        newest = pixels[:, 0, -3:] if pixels.ndim == 5 else pixels[:, -3:]
+        return [np.ascontiguousarray(frame.transpose(1, 2, 0)) for frame in newest]
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.env, attr_name)] * len(list(self._get_indices(indices)))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"the worlds of a batched env share {attr_name!r}; set it on .env")
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **kwargs: Any
+    ) -> list[Any]:
+        raise AttributeError(f"a batched env has no per-world method {method_name!r}")
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))
+
+    def _view(self, obs: dict[str, np.ndarray]) -> VecEnvObs:
+        if self._pixels_only:
+            return obs["pixels"]
+        return {key: obs[key] for key in self._keys}
+
+
 def make_sb3_env(
     suite: str,
     task: str,
@@ -285,6 +398,13 @@ def _is_wrapped(env: gym.Env, wrapper_class: type[gym.Wrapper]) -> bool:
             return True
         env = env.env
     return False
+
+
+def _row(batch: VecEnvObs, index: int) -> Obs:
+    if isinstance(batch, dict):
+        return {key: np.asarray(value[index]) for key, value in batch.items()}
+    assert isinstance(batch, np.ndarray)
+    return batch[index]
 
 
 def _copy(obs: Obs) -> Obs:
