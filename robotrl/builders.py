@@ -17,6 +17,7 @@ from robotrl.agents.base import Agent
 from robotrl.config import TaskConfig, TrainConfig
 from robotrl.envs import make_env
 from robotrl.envs.batched import SingleWorldEnv, build_batched_env, is_batched_suite
+from robotrl.rewards.config import wrap_with_reward
 
 
 def resolve_device(device: str) -> str:
@@ -62,15 +63,21 @@ def build_env(
 ) -> gym.Env:
     """One env of ``task`` with stacked frames; for a batched suite, one world on the CPU
     (:class:`~robotrl.envs.batched.SingleWorldEnv`: what builds the agent and ``robotrl-eval``
-    use; training and its evaluation build their own worlds)."""
+    use; training and its evaluation build their own worlds).
+
+    ``task.reward`` (off by default) wraps the env in a
+    :class:`~robotrl.rewards.wrappers.RewardWrapper` with that reward model."""
+    reward = getattr(task, "reward", None)
     if is_batched_suite(task.suite):
+        if reward is not None:
+            raise NotImplementedError("task.reward is not supported on batched suites yet")
         one_world = TaskConfig(task.suite, task.name, {**task.options, **extra})
         batched = build_batched_env(one_world, env_cfg, seed=seed, num_worlds=1, device="cpu")
         return SingleWorldEnv(batched, render_mode=render_mode)
     options = {**task.options, **extra}
     if render_mode is not None:
         options["render_mode"] = render_mode
-    return make_env(
+    env = make_env(
         task.suite,
         task.name,
         seed=seed,
@@ -79,6 +86,9 @@ def build_env(
         frame_stack=int(env_cfg.frame_stack),
         options=options,
     )
+    if reward is not None:
+        env = wrap_with_reward(env, reward)
+    return env
 
 
 def build_agent(agent_cfg: Any, env: gym.Env, device: str) -> Agent:

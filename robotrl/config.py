@@ -12,10 +12,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from robotrl.agents.bc_chunk import BCChunkConfig
 from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
 from robotrl.agents.mentor import MentorConfig
+from robotrl.agents.residual import ResidualConfig
 from robotrl.integrations.sb3_config import SB3PPOConfig, SB3SACConfig, SB3TD3Config
+from robotrl.rewards.config import RewardConfig
 
 
 @dataclass
@@ -25,6 +28,8 @@ class TaskConfig:
     suite: str = MISSING
     name: str = MISSING
     options: dict[str, Any] = field(default_factory=dict)
+    # A reward model replacing or mixed with the env's reward (robotrl.rewards); None: the env's.
+    reward: RewardConfig | None = None
 
 
 @dataclass
@@ -91,6 +96,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.task.reward is not None and max(self.num_envs, self.eval_num_envs) > 1:
+            # Vector and batched envs are built without build_env, so they would ignore it.
+            raise ValueError("task.reward works with num_envs=1 and eval_num_envs=1 for now")
         if self.utd_ratio is not None and not self.utd_ratio > 0:
             raise ValueError(f"utd_ratio must be > 0 (or None), got {self.utd_ratio!r}")
 
@@ -113,6 +121,10 @@ class EvalConfig:
     video_episodes: int = 1
     device: str = "auto"
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. fast_render for DMC
+    # Override fields of the checkpoint's agent config for acting (robotrl agents only), e.g.
+    # +agent_options.act_with=base (a residual agent's base alone) or
+    # +agent_options.inference=chunk (a bc_chunk policy executing whole chunks).
+    agent_options: dict[str, Any] = field(default_factory=dict)
     # Episodes played this many at a time in worker processes (robotrl.envs.vector); the same
     # episodes (episode i resets with seed + i) and results as one env.
     num_envs: int = 1
@@ -143,6 +155,8 @@ def register_configs() -> None:
     store.store(group="agent", name="drqv2_schema", node=DrQV2Config)
     store.store(group="agent", name="drm_schema", node=DrMConfig)
     store.store(group="agent", name="mentor_schema", node=MentorConfig)
+    store.store(group="agent", name="bc_chunk_schema", node=BCChunkConfig)
+    store.store(group="agent", name="residual_schema", node=ResidualConfig)
     # Stable-Baselines3 baselines (robotrl.integrations.sb3_config; training needs the sb3 extra).
     store.store(group="agent", name="sb3_sac_schema", node=SB3SACConfig)
     store.store(group="agent", name="sb3_td3_schema", node=SB3TD3Config)

@@ -71,6 +71,7 @@ def run_episodes(
     results = []
     for index in range(episodes):
         obs, info = env.reset(seed=seed + index)
+        agent.begin_episodes()
         recording = recorder is not None and index < video_episodes
         if recording and recorder is not None:
             recorder.record(video_frame(env, obs))
@@ -132,6 +133,7 @@ def run_episodes_vectorized(
             flags = wanted
         options = None if mask is None else {"reset_mask": mask}
         obs, info = envs.reset(seed=seeds, options=options)
+        agent.begin_episodes(mask)
         for index, episode in enumerate(assigned):
             if recorded(episode) and (mask is None or mask[index]):
                 assert episode is not None
@@ -221,6 +223,7 @@ def run_episodes_batched(
     try:
         tensors, _ = env.reset(seed=seed)
         obs = to_numpy(tensors)
+        agent.begin_episodes()
         if recorded and recorder is not None:
             recorder.record(obs["pixels"][0])
         while len(results) < episodes:
@@ -238,6 +241,7 @@ def run_episodes_batched(
                     recorder.record(obs["pixels"][0])
             if not done.any():
                 continue
+            agent.begin_episodes(done)  # SAME_STEP autoreset: their rows are new episodes
             lengths = to_numpy(info["episode_length"])
             success = to_numpy(info["success"]) if "success" in info else None
             for world in np.flatnonzero(done):

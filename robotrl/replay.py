@@ -21,6 +21,13 @@ Horizon (TACO). ``sample(batch_size, horizon=K)`` draws only steps ``t`` with ``
 ``obs_horizon`` (the stack of observation ``t + K``, like ``obs``). The n-step keys keep their
 meaning; an episode with fewer than ``K`` transitions contributes nothing.
 
+Padded horizon (action chunking, ``robotrl.agents.bc_chunk``). ``sample(..., horizon=K,
+pad=True)`` draws every step, as without a horizon, and pads the windows that run past the
+episode's end: ``action_seq`` repeats the episode's last action (as Diffusion Policy pads),
+``reward_seq`` is 0 there, ``obs_horizon`` is the episode's last observation, and
+``action_seq_mask`` ``[B, K]`` (bool) is True on the real steps ``t + k < T`` only (ACT's
+``is_pad``, negated), so a loss can ignore the padding.
+
 Extensions this layout is meant to take without a rewrite:
 - RLPD (50/50 demo/online batches): a small wrapper samples ``B/2`` from two ``EpisodicReplay``
   instances and concatenates the dicts; both return the same keys and dtypes.
@@ -280,9 +287,27 @@ class EpisodicReplay:
         if len(staged["frames"]) > self.capacity:
             raise ValueError(f"episode is longer than capacity={self.capacity} frame slots")
 
+    def add_episode(self, episode: Episode) -> None:
+        """Append one finished episode in the on-disk format (``load_episode``'s dict: ``frames``
+        ``[T+1, ..., C, H, W]`` uint8 newest frames, ``action [T, A]``, ``reward [T]``,
+        ``terminated`` and per-step extras ``[T+1, ...]``), e.g. a demonstration."""
+        lengths = (len(episode["frames"]), len(episode["action"]), len(episode["reward"]))
+        if episode["frames"].dtype != np.uint8 or not lengths[0] - 1 == lengths[1] == lengths[2]:
+            raise ValueError(
+                f"not an episode: uint8 frames [T+1], T actions and rewards: {lengths}"
+            )
+        channels = episode["frames"].shape[-3]
+        if self._channels is not None and channels != self._channels:
+            raise ValueError(f"episode frames have {channels} channels, buffer {self._channels}")
+        self._channels = channels
+        self._store({key: np.asarray(value) for key, value in episode.items()})
+
     def _finish(self, staged: dict[str, list[np.ndarray]], terminated: bool) -> None:
         episode = {key: np.stack(values) for key, values in staged.items()}
         episode["terminated"] = np.array(bool(terminated))
+        self._store(episode)
+
+    def _store(self, episode: Episode) -> None:
         if self._storage is not None:  # before it reaches disk or evicts anything
             self._storage.check_compatible(episode)
         index = self._num_episodes
@@ -353,23 +378,29 @@ class EpisodicReplay:
         arrays += list(self._valid_slots.values())
         return sum(array.nbytes for array in arrays)
 
-    def sample(self, batch_size: int, *, horizon: int = 0) -> dict[str, np.ndarray]:
+    def sample(
+        self, batch_size: int, *, horizon: int = 0, pad: bool = False
+    ) -> dict[str, np.ndarray]:
         """Uniform batch: obs, action, reward, discount, next_obs (+ extras and ``next_<key>``).
 
         With ``horizon=K > 0`` only steps ``t`` whose episode reaches ``o_{t+K}`` are drawn, and
         the batch also holds ``action_seq``, ``reward_seq`` and ``obs_horizon`` (module docstring).
+        With ``pad=True`` as well, every step is drawn, windows past the episode end are padded
+        and ``action_seq_mask`` marks the real steps (module docstring).
         """
         if horizon < 0:
             raise ValueError(f"horizon must be >= 0, got {horizon}")
+        if pad and horizon == 0:
+            raise ValueError("pad=True needs a horizon > 0")
         if self._num_transitions == 0 or self._storage is None:
             raise ValueError("no finished episode to sample from")
-        valid = self._valid_slots.get(horizon)
+        # A slot t is valid when t + skip <= last: the n-step window (K = 0) and a padded window
+        # need one transition after it, an unpadded horizon K needs o_{t+K} in the episode.
+        skip = 1 if pad else max(horizon, 1)
+        valid = self._valid_slots.get(skip)
         if valid is None:
-            # A slot t is valid when t + max(K, 1) <= last: the n-step window (K = 0) needs one
-            # transition after it, a horizon K needs o_{t+K} in the episode.
-            skip = max(horizon, 1)
             valid = np.concatenate([np.arange(p.start, p.end - skip) for p in self._placements])
-            self._valid_slots[horizon] = valid
+            self._valid_slots[skip] = valid
         if len(valid) == 0:
             raise ValueError(
                 f"no step can be sampled with horizon={horizon}: no episode in the buffer has "
@@ -378,7 +409,7 @@ class EpisodicReplay:
         slots = valid[self._rng.integers(len(valid), size=batch_size)]
         batch = self._nstep_batch(slots)
         if horizon > 0:
-            batch |= self._horizon_batch(slots, horizon)
+            batch |= self._horizon_batch(slots, horizon, pad)
         return batch
 
     def _nstep_batch(self, slots: np.ndarray) -> dict[str, np.ndarray]:
@@ -406,14 +437,24 @@ class EpisodicReplay:
             batch[f"next_{key}"] = array[next_slots]
         return batch
 
-    def _horizon_batch(self, slots: np.ndarray, horizon: int) -> dict[str, np.ndarray]:
+    def _horizon_batch(self, slots: np.ndarray, horizon: int, pad: bool) -> dict[str, np.ndarray]:
         storage = self._storage
         assert storage is not None
-        window = slots[:, None] + np.arange(horizon)  # inside the episode: slots are valid
+        window = slots[:, None] + np.arange(horizon)  # inside the episode unless padded
+        if not pad:
+            return {
+                "action_seq": storage.action[window],
+                "reward_seq": storage.reward[window],
+                "obs_horizon": self._stack(slots + horizon),
+            }
+        last = storage.episode_last[slots]  # slot of o_T: actions exist up to last - 1
+        mask = window < last[:, None]
+        clamped = np.minimum(window, last[:, None] - 1)
         return {
-            "action_seq": storage.action[window],
-            "reward_seq": storage.reward[window],
-            "obs_horizon": self._stack(slots + horizon),
+            "action_seq": storage.action[clamped],
+            "reward_seq": np.where(mask, storage.reward[clamped], 0.0).astype(np.float32),
+            "obs_horizon": self._stack(np.minimum(slots + horizon, last)),
+            "action_seq_mask": mask,
         }
 
     def _stack(self, slots: np.ndarray) -> np.ndarray:

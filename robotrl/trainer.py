@@ -4,7 +4,9 @@ The Trainer owns the run's parts and its bookkeeping (counters, checkpoints, eva
 the collection loops it runs live in ``robotrl.collection``: one env (``num_envs = 1``), a vector
 env of worker processes (``num_envs > 1``), or ``num_envs`` batched worlds for a batched suite
 (``task=warp/...``, see ``robotrl.envs.batched``), where evaluation also runs on batched worlds.
-``utd_ratio`` sets the number of agent updates per agent step for all of them.
+``utd_ratio`` sets the number of agent updates per agent step for all of them. An ``offline``
+agent (behaviour cloning) collects nothing: ``robotrl.offline`` runs its updates on the demo
+buffer passed as ``replay``, with the same evaluation, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ from robotrl.evaluation import (
     summarize,
 )
 from robotrl.logger import Logger
+from robotrl.offline import train_offline
 from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
+from robotrl.rewards.monitor import HackingMonitor
+from robotrl.rewards.wrappers import find_reward_wrapper
 from robotrl.video import VideoRecorder
 
 __all__ = [
@@ -141,6 +146,8 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.last_video: Path | None = None
         self.last_eval: dict[str, float] = {}
+        # Proxy vs true return at each eval, when the eval env has a reward model (task.reward).
+        self.hacking_monitor = HackingMonitor()
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -171,8 +178,12 @@ class Trainer:
                 f"checkpoint {checkpoint.path} does not fit this agent: {err}"
             ) from err
         self.counters = Counters(**meta["counters"])
-        self.replay.restore(int(meta["replay_episodes"]))
+        if not self.agent.offline:  # an offline agent's demo buffer is loaded whole and fixed
+            self.replay.restore(int(meta["replay_episodes"]))
         self.replay.set_rng_state(meta["rng"]["replay"])
+        reward_wrapper = find_reward_wrapper(self.env)
+        if reward_wrapper is not None and "reward" in meta:
+            reward_wrapper.load_state_dict(meta["reward"])
         torch.set_rng_state(checkpoint.state["rng"]["torch"])
         self.last_checkpoint = checkpoint.path
 
@@ -186,6 +197,9 @@ class Trainer:
             "replay_episodes": self.replay.num_episodes,
             "rng": {"replay": self.replay.rng_state()},
         }
+        reward_wrapper = find_reward_wrapper(self.env)
+        if reward_wrapper is not None:  # the reward model's running normalisation statistics
+            meta["reward"] = reward_wrapper.state_dict()
         state = {"agent": self.agent.state_dict(), "rng": {"torch": torch.get_rng_state()}}
         path = save_checkpoint(self.checkpoint_dir, self.counters.frame, state, meta)
         prune_checkpoints(self.checkpoint_dir, int(self.cfg.keep_checkpoints))
@@ -228,6 +242,7 @@ class Trainer:
                 recorder=recorder,
             )
         summary = summarize(results)
+        summary.update(self.hacking_monitor.observe_eval(self.eval_env))
         if recorder is not None:
             self.last_video = recorder.save(f"eval_{self.counters.frame:09d}")
         self.logger.log("eval", {**summary, "step": self.counters.step}, frame=self.counters.frame)
@@ -246,7 +261,9 @@ class Trainer:
             progress = ProgressBar(
                 int(cfg.frames), counters.frame, disable=not cfg.logger.progress_bar
             )
-            if self.batched:
+            if self.agent.offline:
+                train_offline(self, progress)
+            elif self.batched:
                 collect_batched(self, progress)
             elif self.num_envs == 1:
                 collect_single(self, progress)

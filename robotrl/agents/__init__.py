@@ -14,6 +14,9 @@ AGENT_CLASSES: dict[str, str] = {
     "mentor": "robotrl.agents.mentor:MentorAgent",
     # TACO is DrQ-v2 with ``aux="taco"`` (robotrl.agents.taco); any agent here can take that.
     "taco": "robotrl.agents.drqv2:DrQV2Agent",
+    # Residual RL (ResiP): a chunked BC base policy, and a residual learned on top of it.
+    "bc_chunk": "robotrl.agents.bc_chunk:BCChunkAgent",
+    "residual": "robotrl.agents.residual:ResidualAgent",
 }
 
 

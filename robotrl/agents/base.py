@@ -33,6 +33,12 @@ class Agent(ABC):
     update_every_steps: int = 1
     #: K > 0: batches must carry ``action_seq``, ``reward_seq`` and ``obs_horizon`` (t + K).
     replay_horizon: int = 0
+    #: True: the agent learns from a fixed demo buffer only; the trainer runs updates and
+    #: evaluations without collecting (``robotrl.offline``).
+    offline: bool = False
+    #: With ``replay_horizon``: sample every step, padding windows past an episode's end
+    #: (``action_seq_mask``; ``EpisodicReplay.sample(pad=True)``).
+    replay_pad: bool = False
 
     def __init__(
         self, cfg: Any, *, obs_shape: tuple[int, ...], action_dim: int, device: str
@@ -62,6 +68,11 @@ class Agent(ABC):
     @abstractmethod
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """One learning step on a replay batch; returns scalar metrics."""
+
+    def begin_episodes(self, mask: np.ndarray | None = None) -> None:  # noqa: B027 (optional hook)
+        """Called after envs reset: new episodes begin in the rows ``mask`` (bool ``[N]``) of the
+        observations ``act_batch`` gets next, or in all of them (``None``; also one env's
+        ``act``). Agents that keep per-episode acting state (action chunks) clear it here."""
 
     def observe_episode(self, episode_return: float) -> None:  # noqa: B027 (optional hook)
         """Called by the trainer when a training episode ends (MENTOR keeps snapshots here)."""

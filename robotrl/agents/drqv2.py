@@ -187,6 +187,11 @@ class DrQV2Agent(Agent):
         """What the critic takes as its action input: ψ(a) with TACO, else the action itself."""
         return action if self.action_encoder is None else self.action_encoder(action)
 
+    def policy_action(self, features: torch.Tensor, actor_action: torch.Tensor) -> torch.Tensor:
+        """The env action for the actor's output at ``features``: the output itself in DrQ-v2
+        (the residual agent adds it, scaled, to its base policy's action)."""
+        return actor_action
+
     def stddev(self, step: int) -> float:
         """Exploration noise of the policy at ``step`` (DrQ-v2: the linear schedule)."""
         return self.cfg.stddev_schedule(step)
@@ -253,6 +258,7 @@ class DrQV2Agent(Agent):
     def target_value(self, next_features: torch.Tensor, step: int) -> torch.Tensor:
         """V(s') for the critic target: clipped double Q at a noisy next action."""
         next_action = self.actor(next_features, self.stddev(step)).sample(clip=self.cfg.stddev_clip)
+        next_action = self.policy_action(next_features, next_action)
         target_q1, target_q2 = self.critic_target(next_features, self.critic_action(next_action))
         return torch.min(target_q1, target_q2)
 
@@ -286,7 +292,7 @@ class DrQV2Agent(Agent):
         std = self.stddev(step)
         dist = self.actor(features, std)
         action = dist.sample(clip=self.cfg.stddev_clip)
-        q1, q2 = self.critic(features, self.critic_action(action))
+        q1, q2 = self.critic(features, self.critic_action(self.policy_action(features, action)))
         actor_loss = -torch.min(q1, q2).mean()
         metrics = {"actor_loss": actor_loss.item()}
         moe_loss = self.actor.auxiliary_loss()

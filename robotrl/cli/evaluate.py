@@ -64,7 +64,11 @@ def evaluate_one(
     render_mode = "rgb_array" if video_dir is not None else None
     env = build_env(task, env_cfg, seed=cfg.seed, render_mode=render_mode)
     try:
-        agent, meta = loader(Path(checkpoint_path), env, resolve_device(cfg.device))
+        if cfg.agent_options and loader is _load_sb3_agent:
+            raise CheckpointError("agent_options apply to robotrl agents, not SB3 checkpoints")
+        agent, meta = loader(
+            Path(checkpoint_path), env, resolve_device(cfg.device), cfg.agent_options
+        )
         recorder = VideoRecorder(video_dir) if video_dir is not None else None
         if recorder is not None:
             recorder.start()
@@ -96,10 +100,14 @@ def evaluate_one(
     return _checkpoint_eval(meta, task, results, recorder, video_name)
 
 
-def _load_our_agent(path: Path, env: gym.Env, device: str) -> tuple[Agent, dict[str, Any]]:
-    """A robotrl agent with the checkpoint's weights, and the checkpoint's meta."""
+def _load_our_agent(
+    path: Path, env: gym.Env, device: str, agent_options: dict[str, Any] | None = None
+) -> tuple[Agent, dict[str, Any]]:
+    """A robotrl agent with the checkpoint's weights (its config updated by ``agent_options``),
+    and the checkpoint's meta."""
     checkpoint = load_checkpoint(path)
-    agent = build_agent(agent_config(checkpoint.meta["config"]["agent"]), env, device)
+    raw = {**checkpoint.meta["config"]["agent"], **(agent_options or {})}
+    agent = build_agent(agent_config(raw), env, device)
     if checkpoint.meta["agent_class"] != class_path(type(agent)):
         raise CheckpointError(
             f"checkpoint {checkpoint.path} was written by {checkpoint.meta['agent_class']}, "
@@ -114,7 +122,9 @@ def _load_our_agent(path: Path, env: gym.Env, device: str) -> tuple[Agent, dict[
     return agent, checkpoint.meta
 
 
-def _load_sb3_agent(path: Path, env: gym.Env, device: str) -> tuple[Agent, dict[str, Any]]:
+def _load_sb3_agent(
+    path: Path, env: gym.Env, device: str, agent_options: dict[str, Any] | None = None
+) -> tuple[Agent, dict[str, Any]]:
     """A Stable-Baselines3 checkpoint (robotrl.integrations.sb3_training) as an acting agent."""
     import robotrl.integrations.sb3  # noqa: F401  (names the extra to install if SB3 is missing)
     from robotrl.integrations.sb3_training import load_sb3_actor

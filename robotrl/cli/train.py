@@ -26,6 +26,7 @@ from robotrl.cli.launchers import check_launcher_extras
 from robotrl.config import TrainConfig, register_configs
 from robotrl.integrations.sb3_config import SB3AgentConfig
 from robotrl.logger import Logger
+from robotrl.offline import demo_replay
 from robotrl.replay import EpisodicReplay
 from robotrl.trainer import Trainer, TrainResult
 
@@ -84,14 +85,17 @@ def _train_ours(
     env = build_env(cfg.task, cfg.env, seed=cfg.seed)
     try:
         agent = build_agent(cfg.agent, env, device)
-        replay = EpisodicReplay(
-            capacity=cfg.replay.capacity,
-            frame_stack=cfg.env.frame_stack,
-            nstep=cfg.replay.nstep,
-            discount=cfg.agent.discount,
-            directory=run_dir / "replay",
-            seed=cfg.seed,
-        )
+        if agent.offline:
+            replay = demo_replay(cfg, agent.obs_shape)
+        else:
+            replay = EpisodicReplay(
+                capacity=cfg.replay.capacity,
+                frame_stack=cfg.env.frame_stack,
+                nstep=cfg.replay.nstep,
+                discount=cfg.agent.discount,
+                directory=run_dir / "replay",
+                seed=cfg.seed,
+            )
         trainer = Trainer(
             cfg,
             run_dir,

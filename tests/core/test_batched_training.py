@@ -341,6 +341,9 @@ class FixedAgent:
     def train(self, mode: bool = True) -> None:
         self.modes.append(mode)
 
+    def begin_episodes(self, mask=None) -> None:
+        """The Agent hook evaluation calls after resets (nothing to clear here)."""
+
 
 def test_batched_evaluation_plays_each_worlds_episodes_in_order(tmp_path):
     env, agent = BatchedClock(3), FixedAgent()

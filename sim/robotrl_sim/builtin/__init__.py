@@ -11,11 +11,11 @@ from typing import Any
 import gymnasium as gym
 
 from robotrl_sim._common import UnknownTaskError, check_common_arguments, parse_options
-from robotrl_sim.builtin.reach import ReachEnv, ReachOptions
+from robotrl_sim.builtin.reach import ReachEnv, ReachOptions, scripted_action
 
 TASKS = ("reach",)
 
-__all__ = ["TASKS", "ReachEnv", "ReachOptions", "make_env"]
+__all__ = ["TASKS", "ReachEnv", "ReachOptions", "make_env", "scripted_action"]
 
 
 def make_env(
