@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,20 +114,37 @@ def save_checkpoint(directory: Path, frame: int, state: Any, meta: dict[str, Any
 
     Returns the checkpoint directory.
     """
+
+    def write(tmp: Path) -> list[Path]:
+        tensors, skeleton = flatten_state(state)
+        save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "robotrl"})
+        write_json_atomic(
+            tmp / META_FILE, {**meta, "format_version": FORMAT_VERSION, "state": skeleton}
+        )
+        return [tmp / TENSORS_FILE]
+
+    return write_checkpoint_directory(directory, frame, write)
+
+
+def write_checkpoint_directory(
+    directory: Path, frame: int, write: Callable[[Path], list[Path]]
+) -> Path:
+    """``directory/step_<frame>`` filled by ``write(tmp)`` under a temporary name, then renamed.
+
+    ``write`` fills the temporary directory and returns the files it wrote (fsynced here; files
+    written with :func:`write_json_atomic` are already). A crash leaves the whole checkpoint or
+    none; re-saving a frame (e.g. after a resume) replaces it whole.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / checkpoint_name(frame)
     tmp = directory / f".tmp_{checkpoint_name(frame)}_{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    tensors, skeleton = flatten_state(state)
-    save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": "robotrl"})
-    _fsync_file(tmp / TENSORS_FILE)
-    write_json_atomic(
-        tmp / META_FILE, {**meta, "format_version": FORMAT_VERSION, "state": skeleton}
-    )
+    for path in write(tmp):
+        _fsync_file(path)
     _fsync_dir(tmp)
-    if target.exists():  # re-saving the same frame (e.g. after a resume): replace it whole
+    if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
     _fsync_dir(directory)

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import gymnasium as gym
 import torch
@@ -38,6 +38,7 @@ from robotrl.collection import (
     collect_vectorized,
     train_reset_seeds,
 )
+from robotrl.config import TrainConfig
 from robotrl.envs import BatchedEnv
 from robotrl.envs.batched import build_batched_env, is_batched_suite
 from robotrl.envs.vector import VectorEnvs, build_vector_env, check_num_envs
@@ -385,20 +386,35 @@ class Trainer:
         return envs
 
     def _result(self, resumed_from: int | None) -> TrainResult:
-        cfg = self.cfg
-        curve = plot_learning_curve(
-            self.run_dir / "eval.csv",
-            self.run_dir / "learning_curve.png",
-            title=f"{cfg.agent.name} on {cfg.task.suite}/{cfg.task.name} (seed {cfg.seed})",
-        )
-        return TrainResult(
-            run_dir=self.run_dir,
-            checkpoint=self.last_checkpoint,
-            learning_curve=curve,
-            video=self.last_video,
-            final_eval=self.last_eval,
-            resumed_from=resumed_from,
-        )
+        return training_result(self, resumed_from)
+
+
+class RunState(Protocol):
+    """What a finished run reports: the Trainer's and SB3Trainer's bookkeeping."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    last_checkpoint: Path | None
+    last_video: Path | None
+    last_eval: dict[str, float]
+
+
+def training_result(run: RunState, resumed_from: int | None) -> TrainResult:
+    """The run's learning-curve PNG (drawn from its eval.csv) and where its outputs are."""
+    cfg = run.cfg
+    curve = plot_learning_curve(
+        run.run_dir / "eval.csv",
+        run.run_dir / "learning_curve.png",
+        title=f"{cfg.agent.name} on {cfg.task.suite}/{cfg.task.name} (seed {cfg.seed})",
+    )
+    return TrainResult(
+        run_dir=run.run_dir,
+        checkpoint=run.last_checkpoint,
+        learning_curve=curve,
+        video=run.last_video,
+        final_eval=run.last_eval,
+        resumed_from=resumed_from,
+    )
 
 
 def eval_reset_seed(run_seed: int) -> int:

@@ -27,8 +27,6 @@ the latter, so a checkpoint's model, replay buffer and counters agree.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -46,9 +44,9 @@ from robotrl.benchmark import read_meta
 from robotrl.checkpoint import (
     META_FILE,
     CheckpointError,
-    checkpoint_name,
     list_checkpoints,
     prune_checkpoints,
+    write_checkpoint_directory,
     write_json_atomic,
 )
 from robotrl.config import TrainConfig
@@ -63,9 +61,14 @@ from robotrl.integrations.sb3_models import (
     load_model_state,
 )
 from robotrl.logger import Logger
-from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
-from robotrl.trainer import Counters, TrainingDivergedError, TrainResult, eval_reset_seed
+from robotrl.trainer import (
+    Counters,
+    TrainingDivergedError,
+    TrainResult,
+    eval_reset_seed,
+    training_result,
+)
 from robotrl.video import VideoRecorder
 
 log = logging.getLogger(__name__)
@@ -241,20 +244,7 @@ class SB3Trainer:
         return self._result(resumed_from)
 
     def _result(self, resumed_from: int | None) -> TrainResult:
-        cfg = self.cfg
-        curve = plot_learning_curve(
-            self.run_dir / "eval.csv",
-            self.run_dir / "learning_curve.png",
-            title=f"{cfg.agent.name} on {cfg.task.suite}/{cfg.task.name} (seed {cfg.seed})",
-        )
-        return TrainResult(
-            run_dir=self.run_dir,
-            checkpoint=self.last_checkpoint,
-            learning_curve=curve,
-            video=self.last_video,
-            final_eval=self.last_eval,
-            resumed_from=resumed_from,
-        )
+        return training_result(self, resumed_from)
 
 
 class _PipelineCallback(BaseCallback):
@@ -348,28 +338,19 @@ def save_sb3_checkpoint(
     directory: Path, frame: int, model: BaseAlgorithm, meta: dict[str, Any]
 ) -> Path:
     """Write SB3's zip (and replay buffer) and ``meta`` to ``directory/step_<frame>`` atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / checkpoint_name(frame)
-    tmp = directory / f".tmp_{checkpoint_name(frame)}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    # TD3's scheduled noise reads the model's step count, so it would pickle the whole model
-    # with its envs; it is rebuilt from the config on resume.
-    model.save(tmp / MODEL_FILE, exclude=["action_noise"])
-    written = [tmp / MODEL_FILE]
-    if is_off_policy(model):
-        save_replay(model, tmp / REPLAY_FILE)
-        written.append(tmp / REPLAY_FILE)
-    for path in written:
-        _fsync(path)
-    write_json_atomic(tmp / META_FILE, meta)
-    _fsync(tmp)
-    if target.exists():  # re-saving the same frame (e.g. after a resume): replace it whole
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    _fsync(directory)
-    return target
+
+    def write(tmp: Path) -> list[Path]:
+        # TD3's scheduled noise reads the model's step count, so it would pickle the whole model
+        # with its envs; it is rebuilt from the config on resume.
+        model.save(tmp / MODEL_FILE, exclude=["action_noise"])
+        written = [tmp / MODEL_FILE]
+        if is_off_policy(model):
+            save_replay(model, tmp / REPLAY_FILE)
+            written.append(tmp / REPLAY_FILE)
+        write_json_atomic(tmp / META_FILE, meta)
+        return written
+
+    return write_checkpoint_directory(directory, frame, write)
 
 
 def save_replay(model: BaseAlgorithm, path: Path) -> None:
@@ -475,14 +456,6 @@ def sb3_agent_config(raw: dict[str, Any]) -> SB3AgentConfig:
     typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), raw))
     assert isinstance(typed, SB3AgentConfig)
     return typed
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def train_sb3(
