@@ -51,7 +51,7 @@ def train_offline(trainer: Trainer, progress: ProgressBar) -> None:
     batch_size = int(cfg.replay.batch_size)
     while counters.frame < cfg.frames:
         trainer.evaluate_if_due()
-        batch = replay.sample(batch_size, horizon=agent.replay_horizon, pad=agent.replay_pad)
+        batch = agent.sample_batch(replay, batch_size)
         for name, value in agent.update(batch, counters.step).items():
             update_metrics[name].append(value)
         counters.step += 1

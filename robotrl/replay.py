@@ -28,6 +28,18 @@ episode's end: ``action_seq`` repeats the episode's last action (as Diffusion Po
 ``action_seq_mask`` ``[B, K]`` (bool) is True on the real steps ``t + k < T`` only (ACT's
 ``is_pad``, negated), so a loss can ignore the padding.
 
+Sequences (world models, ``robotrl.agents.dreamer``). ``sample_sequences(batch_size, length=L)``
+draws windows of ``L`` consecutive observations of one episode (slots ``s .. s+L-1``, the
+episode's last observation included) and returns them in the world-model convention, where
+everything at index ``t`` describes how observation ``t`` was reached: ``obs`` ``[B, L, ...]``
+(stacks as in ``sample``), extras ``[B, L, ...]``, ``prev_action`` ``[B, L, A]`` (the action
+taken from observation ``t - 1``; zeros where ``is_first``), ``reward`` ``[B, L]`` (the reward
+of that action; 0 where ``is_first``), ``is_first`` (observation ``t`` begins its episode) and
+``is_terminal`` (it ends its episode by termination; truncation is not terminal). Windows never
+span two episodes, so ``is_first`` can only be True at ``t = 0``; DreamerV3's replay lets
+chunks run on into the next episode, which only matters for episodes shorter than ``L``: here
+those are not sampled, and a buffer without an episode of ``L`` observations is an error.
+
 Extensions this layout is meant to take without a rewrite:
 - RLPD (50/50 demo/online batches): a small wrapper samples ``B/2`` from two ``EpisodicReplay``
   instances and concatenates the dicts; both return the same keys and dtypes.
@@ -410,6 +422,47 @@ class EpisodicReplay:
         batch = self._nstep_batch(slots)
         if horizon > 0:
             batch |= self._horizon_batch(slots, horizon, pad)
+        return batch
+
+    def sample_sequences(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        """Uniform windows of ``length`` observations of one episode (module docstring)."""
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        if self._num_transitions == 0 or self._storage is None:
+            raise ValueError("no finished episode to sample from")
+        storage = self._storage
+        # Cached apart from `sample`'s horizons under a negative key: a window may start at any
+        # slot s with s + length - 1 <= last.
+        key = -length
+        valid = self._valid_slots.get(key)
+        if valid is None:
+            valid = np.concatenate(
+                [np.arange(p.start, p.end - length + 1) for p in self._placements]
+            )
+            self._valid_slots[key] = valid
+        if len(valid) == 0:
+            longest = max(p.length for p in self._placements) + 1
+            raise ValueError(
+                f"no window of {length} observations fits in an episode: the longest episode in "
+                f"the buffer has {longest} observations"
+            )
+        starts = valid[self._rng.integers(len(valid), size=batch_size)]
+        window = starts[:, None] + np.arange(length)  # [B, L] slots
+        is_first = window == storage.episode_start[window]
+        previous = np.maximum(window - 1, 0)
+        prev_action = np.where(is_first[..., None], 0.0, storage.action[previous])
+        reward = np.where(is_first, 0.0, storage.reward[previous])
+        is_terminal = storage.terminated[window] & (window == storage.episode_last[window])
+        frames = self._stack(window.reshape(-1))
+        batch = {
+            "obs": frames.reshape(*window.shape, *frames.shape[1:]),
+            "prev_action": prev_action.astype(np.float32),
+            "reward": reward.astype(np.float32),
+            "is_first": is_first,
+            "is_terminal": is_terminal,
+        }
+        for name, array in storage.extras.items():
+            batch[name] = array[window]
         return batch
 
     def _nstep_batch(self, slots: np.ndarray) -> dict[str, np.ndarray]:

@@ -311,9 +311,7 @@ class Trainer:
     def run_updates(self, step: int, update_metrics: dict[str, list[float]]) -> None:
         """The agent updates due at ``step`` (:meth:`updates_at`), metrics appended."""
         for _ in range(self.updates_at(step)):
-            batch = self.replay.sample(
-                int(self.cfg.replay.batch_size), horizon=self.agent.replay_horizon
-            )
+            batch = self.agent.sample_batch(self.replay, int(self.cfg.replay.batch_size))
             for name, value in self.agent.update(batch, step).items():
                 update_metrics[name].append(value)
 

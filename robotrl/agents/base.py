@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from robotrl.replay import EpisodicReplay
 
 Batch = Mapping[str, np.ndarray]
 StateDict = dict[str, Any]
@@ -39,6 +42,9 @@ class Agent(ABC):
     #: With ``replay_horizon``: sample every step, padding windows past an episode's end
     #: (``action_seq_mask``; ``EpisodicReplay.sample(pad=True)``).
     replay_pad: bool = False
+    #: L > 0: batches are windows of L observations (``EpisodicReplay.sample_sequences``), for
+    #: recurrent world models; ``replay.batch_size`` then counts windows.
+    replay_sequence: int = 0
 
     def __init__(
         self, cfg: Any, *, obs_shape: tuple[int, ...], action_dim: int, device: str
@@ -64,6 +70,12 @@ class Agent(ABC):
         return np.stack(
             [self.act({k: v[i] for k, v in obs.items()}, step, eval_mode) for i in range(count)]
         )
+
+    def sample_batch(self, replay: EpisodicReplay, batch_size: int) -> dict[str, np.ndarray]:
+        """The batch :meth:`update` learns from, drawn as ``replay_*`` above ask."""
+        if self.replay_sequence:
+            return replay.sample_sequences(batch_size, self.replay_sequence)
+        return replay.sample(batch_size, horizon=self.replay_horizon, pad=self.replay_pad)
 
     @abstractmethod
     def update(self, batch: Batch, step: int) -> dict[str, float]:

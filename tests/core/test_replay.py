@@ -498,3 +498,70 @@ def test_add_to_a_stream_that_was_not_started_is_a_clear_error() -> None:
     buffer.start_episode(obs)  # stream 0 only
     with pytest.raises(RuntimeError, match=r"start_episode\(stream=1\) before add\(stream=1\)"):
         buffer.add(np.zeros(2, np.float32), 0.0, obs, False, False, stream=1)
+
+
+def check_sequences(recorder: Recorder, batch: dict[str, np.ndarray], length: int) -> set[Any]:
+    """Assert a sequence batch against the recording; return the (episode, first step)s."""
+    found = set()
+    for i in range(len(batch["obs"])):
+        first_step, episode = identify(batch["obs"][i, 0])
+        steps = len(recorder.rewards[episode])
+        assert first_step + length - 1 <= steps, "window runs past the episode's last observation"
+        for t in range(length):
+            step = first_step + t
+            recorded = recorder.obs[episode][step]
+            np.testing.assert_array_equal(batch["obs"][i, t], recorded["pixels"])
+            np.testing.assert_array_equal(batch["proprio"][i, t], recorded["proprio"])
+            assert batch["is_first"][i, t] == (step == 0)
+            ends = recorder.terminated[episode] and step == steps
+            assert batch["is_terminal"][i, t] == ends
+            if step == 0:
+                np.testing.assert_array_equal(batch["prev_action"][i, t], [0, 0])
+                assert batch["reward"][i, t] == 0
+            else:  # how observation `step` was reached: the action and reward of step - 1
+                np.testing.assert_array_equal(batch["prev_action"][i, t], [episode, step - 1])
+                assert batch["reward"][i, t] == np.float32(recorder.rewards[episode][step - 1])
+        found.add((episode, first_step))
+    return found
+
+
+def test_sequences_are_windows_of_one_episode_in_world_model_convention() -> None:
+    length, lengths = 4, (5, 2, 7, 3, 6)
+    recorder = Recorder(make_buffer(nstep=2))
+    for episode, steps in enumerate(lengths):
+        recorder.run(steps, terminate=episode % 2 == 0)
+    found: set[Any] = set()
+    for _ in range(5):
+        batch = recorder.buffer.sample_sequences(200, length)
+        assert batch["obs"].shape == (200, length, 9, 8, 8) and batch["obs"].dtype == np.uint8
+        assert batch["prev_action"].shape == (200, length, 2)
+        assert batch["reward"].shape == batch["is_first"].shape == (200, length)
+        assert batch["is_first"].dtype == batch["is_terminal"].dtype == np.bool_
+        assert batch["prev_action"].dtype == batch["reward"].dtype == np.float32
+        found |= check_sequences(recorder, batch, length)
+    # Every window of `length` observations inside an episode (T + 1 observations) is drawn;
+    # the 2-step episode (3 observations) has none.
+    expected = {(e, s) for e, steps in enumerate(lengths) for s in range(steps + 2 - length)}
+    assert found == expected
+    assert any(check_sequences(recorder, recorder.buffer.sample_sequences(300, 1), 1))
+
+
+def test_sequences_stay_correct_after_eviction_and_wraparound() -> None:
+    rng = np.random.default_rng(3)
+    recorder = Recorder(make_buffer(capacity=40))
+    for steps in rng.integers(1, 15, size=30):
+        recorder.run(int(steps), terminate=bool(rng.integers(2)))
+        recorder.buffer.sample_sequences(4, 1)  # fills a cache that eviction must clear
+        if any(len(recorder.rewards[e]) >= 4 for e in kept_episodes(recorder)):
+            check_sequences(recorder, recorder.buffer.sample_sequences(100, 5), 5)
+
+
+def test_sequences_longer_than_every_episode_are_a_clear_error() -> None:
+    recorder = Recorder(make_buffer())
+    with pytest.raises(ValueError, match="no finished episode"):
+        recorder.buffer.sample_sequences(4, 2)
+    recorder.run(2)
+    with pytest.raises(ValueError, match="longest episode in the buffer has 3 observations"):
+        recorder.buffer.sample_sequences(4, 4)
+    with pytest.raises(ValueError, match="length must be >= 1"):
+        recorder.buffer.sample_sequences(4, 0)
