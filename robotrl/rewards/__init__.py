@@ -5,6 +5,9 @@
   normalisation, clipping; the env's reward kept in ``info["env_reward"]``);
 - :mod:`robotrl.rewards.clip`: VLM-RM's CLIP goal reward (needs the ``vlm`` extra);
 - :mod:`robotrl.rewards.classifier`: a learned success classifier (also for the real arm);
+- :mod:`robotrl.rewards.keypoints`: KAGI-style keypoint rewards (keypoints marked on the first
+  frame, lifted to 3D with a camera model; progress of the tracked point along them);
+- :mod:`robotrl.rewards.staged`: staged dense rewards from ordered stage predicates;
 - :mod:`robotrl.rewards.monitor`: the reward-hacking monitor of evaluations;
 - :mod:`robotrl.rewards.config`: ``task.reward`` (Hydra group ``reward``), applied by
   ``robotrl.builders.build_env``.

@@ -4,17 +4,9 @@ Every learned or model-based reward in ``robotrl.rewards`` is a :class:`RewardMo
 wrapper in :mod:`robotrl.rewards.wrappers` applies one online, per env step; relabelling a
 finished episode in replay (the VLM-RM pattern) calls the same ``score`` on the episode's frames.
 
-How later reward kinds plug in (issue 7, not built yet):
-
-- *Keypoint / affordance rewards* (KAGI-style) are a ``RewardModel`` whose ``reset_episode``
-  receives the first frame (keypoints proposed on it by a VLM, a person or a script and lifted
-  to 3D with the camera model) and whose ``score`` reads the tracked end-effector from
-  ``proprio``; progress along the waypoints is the potential, so it is used with
-  ``as_potential=True``.
-- *Staged dense rewards* are a ``RewardModel`` holding ordered stage predicates (each a
-  ``RewardModel`` returning success scores, e.g. a :class:`~robotrl.rewards.classifier.
-  SuccessClassifier` per stage); ``score`` returns ``stage index + progress in the stage``,
-  monotone by construction.
+Stateful rewards use ``reset_episode``: the keypoint reward
+(:mod:`robotrl.rewards.keypoints`) proposes its waypoints on the first frame there. The staged
+reward (:mod:`robotrl.rewards.staged`) combines other models' ``is_success`` as stage predicates.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ from robotrl.rewards.wrappers import RewardWrapper
 REWARD_KINDS = {
     "clip_goal": "robotrl.rewards.clip",
     "success_classifier": "robotrl.rewards.classifier",
+    "keypoints": "robotrl.rewards.keypoints",
+    "staged": "robotrl.rewards.staged",
 }
 
 
