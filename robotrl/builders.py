@@ -66,11 +66,18 @@ def build_env(
     use; training and its evaluation build their own worlds).
 
     ``task.reward`` (off by default) wraps the env in a
-    :class:`~robotrl.rewards.wrappers.RewardWrapper` with that reward model."""
+    :class:`~robotrl.rewards.wrappers.RewardWrapper` with that reward model, unless
+    ``task.reward.relabel`` asks the trainer to relabel finished episodes in replay instead."""
     reward = getattr(task, "reward", None)
+    if reward is not None and reward.relabel:
+        reward = None  # the trainer's replay scores whole episodes (robotrl.rewards.relabel)
     if is_batched_suite(task.suite):
         if reward is not None:
-            raise NotImplementedError("task.reward is not supported on batched suites yet")
+            raise ValueError(
+                f"task.reward on the batched suite {task.suite!r} needs task.reward.relabel=true: "
+                "its worlds step together on the sim's device, so rewards are scored per "
+                "finished episode in replay, not per step in a wrapper"
+            )
         one_world = TaskConfig(task.suite, task.name, {**task.options, **extra})
         batched = build_batched_env(one_world, env_cfg, seed=seed, num_worlds=1, device="cpu")
         return SingleWorldEnv(batched, render_mode=render_mode)

@@ -52,7 +52,7 @@ import re
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,9 @@ class EpisodicReplay:
         self._staged: dict[int, dict[str, list[np.ndarray]]] = {}
         self._channels: int | None = None
         self._directory_checked = False
+        #: Called with each collected episode as it ends, before it is stored; returns its
+        #: rewards (``robotrl.rewards.relabel``). Episodes added whole (demos) keep theirs.
+        self.relabel: Callable[[Episode], np.ndarray] | None = None
 
     # ---------------------------------------------------------------- adding
     def start_episode(self, obs: Obs, *, stream: int = 0) -> None:
@@ -317,6 +320,8 @@ class EpisodicReplay:
     def _finish(self, staged: dict[str, list[np.ndarray]], terminated: bool) -> None:
         episode = {key: np.stack(values) for key, values in staged.items()}
         episode["terminated"] = np.array(bool(terminated))
+        if self.relabel is not None:
+            episode["reward"] = np.asarray(self.relabel(episode), dtype=np.float32)
         self._store(episode)
 
     def _store(self, episode: Episode) -> None:

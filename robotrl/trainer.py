@@ -54,7 +54,8 @@ from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
 from robotrl.rewards.monitor import HackingMonitor
-from robotrl.rewards.wrappers import find_reward_wrapper
+from robotrl.rewards.relabel import EpisodeRelabeler, build_relabeler
+from robotrl.rewards.wrappers import RewardWrapper, find_reward_wrapper
 from robotrl.video import VideoRecorder
 
 __all__ = [
@@ -149,6 +150,11 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         # Proxy vs true return at each eval, when the eval env has a reward model (task.reward).
         self.hacking_monitor = HackingMonitor()
+        reward_cfg = getattr(cfg.task, "reward", None)
+        self.relabeler = None
+        if reward_cfg is not None and reward_cfg.relabel and not agent.offline:
+            self.relabeler = build_relabeler(reward_cfg)
+            self.replay.relabel = self.relabeler
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -182,11 +188,15 @@ class Trainer:
         if not self.agent.offline:  # an offline agent's demo buffer is loaded whole and fixed
             self.replay.restore(int(meta["replay_episodes"]))
         self.replay.set_rng_state(meta["rng"]["replay"])
-        reward_wrapper = find_reward_wrapper(self.env)
-        if reward_wrapper is not None and "reward" in meta:
-            reward_wrapper.load_state_dict(meta["reward"])
+        reward_state = self._reward_state_owner()
+        if reward_state is not None and "reward" in meta:
+            reward_state.load_state_dict(meta["reward"])
         torch.set_rng_state(checkpoint.state["rng"]["torch"])
         self.last_checkpoint = checkpoint.path
+
+    def _reward_state_owner(self) -> RewardWrapper | EpisodeRelabeler | None:
+        """What holds the reward model's normalisation statistics: the relabeler or the wrapper."""
+        return self.relabeler if self.relabeler is not None else find_reward_wrapper(self.env)
 
     def save(self) -> Path:
         meta = {
@@ -198,9 +208,9 @@ class Trainer:
             "replay_episodes": self.replay.num_episodes,
             "rng": {"replay": self.replay.rng_state()},
         }
-        reward_wrapper = find_reward_wrapper(self.env)
-        if reward_wrapper is not None:  # the reward model's running normalisation statistics
-            meta["reward"] = reward_wrapper.state_dict()
+        reward_state = self._reward_state_owner()
+        if reward_state is not None:  # the reward model's running normalisation statistics
+            meta["reward"] = reward_state.state_dict()
         state = {"agent": self.agent.state_dict(), "rng": {"torch": torch.get_rng_state()}}
         path = save_checkpoint(self.checkpoint_dir, self.counters.frame, state, meta)
         prune_checkpoints(self.checkpoint_dir, int(self.cfg.keep_checkpoints))

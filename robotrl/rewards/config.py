@@ -48,6 +48,9 @@ class RewardConfig:
     clip: float | None = None  # bound on the normalised score
     instruction: str | None = None  # task text for models that read one
     terminate_on_success: bool = False  # end the episode when the model says success
+    # Score each finished training episode in one batch as it enters replay, instead of every
+    # step online (robotrl.rewards.relabel; needed on batched suites).
+    relabel: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # the model's own settings
 
     def __post_init__(self) -> None:
@@ -57,6 +60,11 @@ class RewardConfig:
             )
         if self.mode not in ("replace", "add"):
             raise ValueError(f"reward mode must be 'replace' or 'add', got {self.mode!r}")
+        if self.relabel and self.terminate_on_success:
+            raise ValueError(
+                "task.reward.relabel and terminate_on_success exclude each other: a relabelled "
+                "episode has already ended when it is scored"
+            )
 
 
 def build_reward_model(kind: str, options: dict[str, Any]) -> RewardModel:

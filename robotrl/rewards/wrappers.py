@@ -112,14 +112,15 @@ class RewardWrapper(gym.Wrapper[Obs, np.ndarray, Obs, np.ndarray]):
 
     def transform(self, score: float) -> float:
         """Normalised and clipped score (statistics as they stand)."""
-        if self.normalize:
-            if self.as_potential:
-                score = score / self.stats.std
-            else:
-                score = (score - self.stats.mean) / self.stats.std
-        if self.clip is not None:
-            score = float(np.clip(score, -self.clip, self.clip))
-        return score
+        return float(
+            transform_scores(
+                np.array(score, np.float64),
+                self.stats,
+                self.normalize,
+                self.as_potential,
+                self.clip,
+            )
+        )
 
     def _observe(self, obs: Obs) -> tuple[float, bool]:
         raw = self.raw_score(obs)
@@ -186,6 +187,21 @@ class RewardWrapper(gym.Wrapper[Obs, np.ndarray, Obs, np.ndarray]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state["stats"])
+
+
+def transform_scores(
+    scores: np.ndarray,
+    stats: RunningMeanStd,
+    normalize: bool,
+    as_potential: bool,
+    clip: float | None,
+) -> np.ndarray:
+    """Scores normalised by ``stats`` (potentials only scaled) and clipped (module docstring)."""
+    if normalize:
+        scores = scores / stats.std if as_potential else (scores - stats.mean) / stats.std
+    if clip is not None:
+        scores = np.clip(scores, -clip, clip)
+    return scores
 
 
 def find_reward_wrapper(env: gym.Env) -> RewardWrapper | None:

@@ -87,7 +87,7 @@ def test_bad_reward_configs_are_rejected():
         RewardConfig(kind="magic")
     with pytest.raises(ValueError, match="mode"):
         RewardConfig(kind="clip_goal", mode="multiply")
-    with pytest.raises(NotImplementedError, match="batched"):
+    with pytest.raises(ValueError, match=r"needs task\.reward\.relabel=true"):
         build_env(
             TaskConfig("warp", "reach", reward=RewardConfig(kind="clip_goal")), EnvConfig(), 0
         )
