@@ -21,6 +21,12 @@ renders 84×84 frames several times faster on a CPU. The frames then differ from
 published DMC pixel result was trained and evaluated on (no shadows, no mirrored floor, black
 sky), so returns from such runs are not comparable with published curves: use it for smoke tests
 and CPU development, and leave it off for benchmark numbers.
+
+**Distracting backgrounds.** ``distractors="moving"`` (or ``"colors"``, or a mapping of
+``robotrl_sim.distractors.DistractorOptions``) puts a new procedural background video in the sky
+and, partly, the floor every episode, as the Distracting Control Suite does with DAVIS videos; a
+segmentation render of the same camera keeps the agent's pixels untouched. Off by default. See
+``robotrl_sim.distractors`` for the set-up, the seeds and the departures from the suite.
 """
 
 from __future__ import annotations
@@ -48,6 +54,12 @@ from robotrl_sim._common import (
     reset_seed,
 )
 from robotrl_sim._mujoco import fast_render_overrides
+from robotrl_sim.distractors import (
+    BackgroundDistractor,
+    background_masks,
+    parse_distractors,
+    plane_geoms,
+)
 
 # Short domain names used in task names (DrQ-v2's "cup_catch").
 DOMAIN_ALIASES = {"cup": "ball_in_cup"}
@@ -98,8 +110,12 @@ class DMCOptions:
     render_size: int = 256  # side of the frames render() returns (eval videos)
     render_mode: str | None = "rgb_array"
     proprio: bool = False  # add "proprio": dm_control's state observations, flattened (float32)
+    # Distracting backgrounds (robotrl_sim.distractors): None (off), "moving", "colors" or a
+    # mapping of DistractorOptions fields.
+    distractors: Any = None
 
     def __post_init__(self) -> None:
+        parse_distractors(self.distractors)  # raises on a bad value, before anything is built
         if self.camera_id is not None and (
             isinstance(self.camera_id, bool) or not isinstance(self.camera_id, int)
         ):
@@ -126,6 +142,7 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         action_repeat: int,
         camera_id: int,
         options: DMCOptions,
+        distractor: BackgroundDistractor | None = None,
     ) -> None:
         self._env = env
         self._seed = seed
@@ -134,6 +151,13 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         self.camera_id = camera_id
         self.render_mode = options.render_mode
         self._render_flags = fast_render_overrides() if options.fast_render else {}
+        distractor_options = parse_distractors(options.distractors)
+        if distractor is None and distractor_options is not None:
+            # Built without make_env: no domain name, so the suite's default floor alpha.
+            distractor = BackgroundDistractor(distractor_options, domain="")
+        self._distractor = distractor
+        if distractor is not None:
+            distractor.reset(seed)  # so render() before the first reset has a background
 
         self._image_size = image_size
         self._pixels_camera: Camera | None = None
@@ -181,6 +205,7 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
             self.physics, height=size, width=size, camera_id=self.camera_id
         )
         self._video_camera = None
+        self._floor_geoms = plane_geoms(self.physics.model)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -196,6 +221,8 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
         if self._closed:
             raise RuntimeError("the env is closed")
         self._attach_cameras()
+        if self._distractor is not None:
+            self._distractor.reset(seed)
         self._episode_running = True
         return self._observation(time_step.observation), {}
 
@@ -222,7 +249,7 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
     def _observation(self, state: dict[str, Any]) -> Obs:
         if self._pixels_camera is None:
             raise RuntimeError("the env is closed")
-        frame = self._pixels_camera.render(render_flag_overrides=dict(self._render_flags))
+        frame = self._render(self._pixels_camera)
         obs = {"pixels": channels_first(frame)}
         if self._options.proprio:
             obs["proprio"] = np.concatenate(
@@ -241,8 +268,16 @@ class DMCEnv(gym.Env[Obs, np.ndarray]):
             self._video_camera = Camera(
                 self.physics, height=size, width=size, camera_id=self.camera_id
             )
-        frame = self._video_camera.render(render_flag_overrides=dict(self._render_flags))
-        return np.array(frame)
+        return np.array(self._render(self._video_camera))
+
+    def _render(self, camera: Camera) -> np.ndarray:
+        frame: np.ndarray = camera.render(render_flag_overrides=dict(self._render_flags))
+        if self._distractor is None:
+            return frame
+        # The camera reuses one buffer for every render: copy before the segmentation pass.
+        frame = frame.copy()
+        sky, floor = background_masks(camera.render(segmentation=True), self._floor_geoms)
+        return self._distractor.composite(frame, sky, floor, float(self.physics.data.time))
 
     def close(self) -> None:
         """Frees the cameras and the GL contexts; safe to call twice."""
@@ -260,7 +295,8 @@ def make_env(
 
     Options: ``fast_render`` (False; see the module docs: images then differ from published
     setups), ``camera_id`` (None: quadruped 2, others 0), ``render_size`` (256),
-    ``render_mode`` ("rgb_array"), ``proprio`` (False).
+    ``render_mode`` ("rgb_array"), ``proprio`` (False), ``distractors`` (None: off; see
+    ``robotrl_sim.distractors``).
     """
     domain, task_name = split_task_name(task)
     parsed = parse_options(DMCOptions, options, where=f"dmc/{task}")
@@ -276,6 +312,12 @@ def make_env(
         # visualize_reward=False keeps reward-dependent colours out of the pixels, as in DrQ-v2.
         env = suite.load(domain, task_name, task_kwargs={"random": seed}, visualize_reward=False)
     camera_id = DEFAULT_CAMERAS.get(domain, 0) if parsed.camera_id is None else parsed.camera_id
+    distractor_options = parse_distractors(parsed.distractors)
+    distractor = (
+        None
+        if distractor_options is None
+        else BackgroundDistractor(distractor_options, domain=domain)
+    )
     return DMCEnv(
         env,
         seed=seed,
@@ -283,4 +325,5 @@ def make_env(
         action_repeat=action_repeat,
         camera_id=camera_id,
         options=parsed,
+        distractor=distractor,
     )

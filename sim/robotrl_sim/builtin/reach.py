@@ -6,6 +6,8 @@ is a green disc. Both start at random places each episode (or the target sits at
 with ``target="fixed"``). The reward is dense and in [0, 1] per control step: 1 within
 ``TARGET_RADIUS`` of the target centre, then a Gaussian decay with distance, as dm_control's
 ``rewards.tolerance``. The task never terminates; episodes are truncated after ``episode_steps``.
+``distractors="moving"`` (or ``"colors"``) puts a new random background behind the arena every
+episode (see ``robotrl_sim.distractors``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from robotrl_sim._common import (
     reset_seed,
 )
 from robotrl_sim._mujoco import FixedCameraRenderer
+from robotrl_sim.distractors import (
+    BackgroundDistractor,
+    SegmentationRenderer,
+    background_masks,
+    parse_distractors,
+    plane_geoms,
+)
 
 TARGET_RADIUS = 0.06  # metres; also the radius of the drawn disc, so "on the disc" is success
 REWARD_MARGIN = 0.2  # metres beyond TARGET_RADIUS where the reward has decayed to 0.1
@@ -49,8 +58,12 @@ class ReachOptions:
     render_size: int = 256  # side of the frames render() returns (eval videos)
     render_mode: str | None = "rgb_array"
     proprio: bool = False  # add "proprio": agent position and velocity (float32, 4)
+    # Distracting backgrounds (robotrl_sim.distractors): None (off), "moving", "colors" or a
+    # mapping of DistractorOptions fields.
+    distractors: Any = None
 
     def __post_init__(self) -> None:
+        parse_distractors(self.distractors)  # raises on a bad value, before anything is built
         if self.episode_steps < 1:
             raise ValueError(f"episode_steps must be >= 1, got {self.episode_steps}")
         if self.target not in ("random", "fixed"):
@@ -104,6 +117,18 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
             self._model, _CAMERA, max(image_size, options.render_size)
         )
 
+        # Distracting backgrounds: a segmentation render per frame says where the floor is.
+        self._distractor: BackgroundDistractor | None = None
+        self._segmenter: SegmentationRenderer | None = None
+        self._floor_geoms = plane_geoms(self._model)
+        distractor_options = parse_distractors(options.distractors)
+        if distractor_options is not None:
+            self._distractor = BackgroundDistractor(distractor_options, domain="builtin_reach")
+            self._distractor.reset(seed)  # so render() before the first reset has a background
+            self._segmenter = SegmentationRenderer(
+                self._model, _CAMERA, max(image_size, options.render_size)
+            )
+
         self.observation_space = observation_space(image_size, 4 if options.proprio else None)
         self.action_space = action_space(self._model.nu, seed)
         agent_step_seconds = options.control_timestep * action_repeat
@@ -141,6 +166,8 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
         self._data.qpos[:2] = start
         self._data.mocap_pos[self._target_mocap, :2] = target
         mujoco.mj_forward(self._model, self._data)
+        if self._distractor is not None:
+            self._distractor.reset(seed)
         self._steps_taken = 0
         return self._observation(), {"success": self._distance() <= TARGET_RADIUS}
 
@@ -162,7 +189,7 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
         return self._observation(), reward, False, truncated, info
 
     def _observation(self) -> Obs:
-        obs = {"pixels": channels_first(self._renderer.render(self._data, self._image_size))}
+        obs = {"pixels": channels_first(self._render(self._image_size))}
         if self._options.proprio:
             obs["proprio"] = np.concatenate([self._data.qpos[:2], self._data.qvel[:2]]).astype(
                 np.float32
@@ -173,7 +200,16 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
         """The top-down view at ``render_size`` as ``[H, W, 3]`` uint8 (None without a mode)."""
         if self.render_mode is None:
             return None
-        return self._renderer.render(self._data, self._options.render_size)
+        return self._render(self._options.render_size)
+
+    def _render(self, size: int) -> np.ndarray:
+        frame = self._renderer.render(self._data, size)
+        if self._distractor is None or self._segmenter is None:
+            return frame
+        sky, floor = background_masks(self._segmenter.render(self._data, size), self._floor_geoms)
+        return self._distractor.composite(frame, sky, floor, float(self._data.time))
 
     def close(self) -> None:
         self._renderer.close()
+        if self._segmenter is not None:
+            self._segmenter.close()

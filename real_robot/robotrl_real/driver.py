@@ -1,0 +1,697 @@
+"""The robot driver node: one arm backend behind the ROS 2 topics of DESIGN.md §5, safety first.
+
+:class:`DriverNode` owns an :class:`ArmBackend` (the sim twin, or a vendor SDK adapter) and a
+:class:`~robotrl_real.safety.SafetyLayer`, and runs a control loop thread at the backend's
+control period. Each tick it reads the arm state, applies every command that arrived since the
+last tick, sends one target to the arm, and publishes ``/joint_states`` and ``/<ns>/tcp_pose``.
+Cameras are :class:`CameraStream` s, each its own DDS publisher that can be killed on its own (a
+dead camera node, for tests); ``/diagnostics`` goes out about once a second and
+``/<ns>/control_mode`` (latched) whenever the mode changes.
+
+**Twist mapping (MoveIt Servo-like).** A ``TwistStamped`` on ``/servo_node/delta_twist_cmds`` is
+a velocity set-point in the base frame (m/s, rad/s) held until the next one arrives, and at most
+``watchdog_timeout`` (MoveIt Servo's ``incoming_command_timeout``) after it arrived. Each tick the
+TCP target moves by the set-point integrated over the tick, ``Σ_i v_i · |[t_i, t_{i+1}) ∩ tick|``
+for the set-points ``v_i`` in force during the tick, and that one step goes through
+:meth:`SafetyLayer.command_delta`. So the safety layer's per-step limit bounds what the arm is
+asked to move per control period even when commands arrive in bursts, and a burst of messages
+moves the arm no further than its duration at the commanded speed.
+
+**Every command goes through the safety layer.** A twist with a NaN/Inf is handed to the layer
+on its own (it rejects and counts it and the arm holds); a well-formed twist is part of its
+tick's integrated step (clipped to the per-step limit and the workspace box there); an expired
+set-point is handed over with its arrival time, so the layer holds (``stale_command``) and then
+its own watchdog keeps holding. A joint trajectory (reset pose) becomes a TCP goal by the
+backend's forward kinematics and is approached by :meth:`SafetyLayer.command_target` steps of at
+most ``reset_speed · dt``; a trajectory point whose positions do not match the joints is handed to
+the layer as a wrong-shaped command. Gripper commands (``Float64``, opening 0 = closed ..
+1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable`` set and clear the layer's
+latch; nothing else does.
+
+**Teleop.** While ``/<ns>/teleop/intervention`` is true, ``/<ns>/teleop/twist`` set-points are
+used and policy set-points ignored (counted); the switch takes effect on the next tick.
+
+**Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
+:class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
+what reached the arm.
+
+Departures: a trajectory's ``time_from_start`` and intermediate points are ignored (the last
+point is the goal, approached at ``reset_speed``); header stamps of twists are checked against
+the local wall clock only when ``max_command_age`` is set (clocks across machines must be
+synchronised for that).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from robotrl_real import msgs
+from robotrl_real.node import Node
+from robotrl_real.safety import (
+    SafetyConfig,
+    SafetyDecision,
+    SafetyLayer,
+    quaternion_conjugate,
+    quaternion_from_rotvec,
+    quaternion_multiply,
+    rotvec_from_quaternion,
+    to_diagnostic_array,
+)
+
+logger = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+#: Values of ``/<ns>/control_mode``.
+MODES = ("hold", "policy", "teleop", "reset", "estop", "recovery_limit")
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend protocol
+
+
+@dataclass(frozen=True)
+class ArmState:
+    """One reading of the arm: joints (rad, rad/s), TCP pose in the base frame (m, quaternion
+    x, y, z, w), and the gripper opening (0 closed .. 1 open) and width (m)."""
+
+    joint_positions: FloatArray
+    joint_velocities: FloatArray
+    tcp_position: FloatArray
+    tcp_orientation: FloatArray
+    gripper_opening: float
+    gripper_width: float
+
+
+@runtime_checkable
+class ArmBackend(Protocol):
+    """What the driver needs from an arm. Poses are in the robot base frame, metres, and unit
+    quaternions (x, y, z, w) as in ROS; the gripper is an opening from 0 (closed) to 1 (open)."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    cameras: tuple[str, ...]  # camera names this backend can render; () if cameras are separate
+    control_period: float  # s
+
+    def read_state(self) -> ArmState:
+        """The arm's current state."""
+        ...
+
+    def command_tcp(self, position: FloatArray, orientation: FloatArray) -> None:
+        """Servo the TCP towards this pose (already checked by the safety layer)."""
+        ...
+
+    def command_gripper(self, opening: float) -> None:
+        """Move the gripper to ``opening`` in [0, 1] (already clamped)."""
+        ...
+
+    def hold(self) -> None:
+        """Stop where the arm is (the safety layer decided to hold)."""
+        ...
+
+    def advance(self, elapsed: float) -> None:
+        """Called once per tick after the command with the wall time since the last call; the
+        sim twin steps its physics, a real arm does nothing."""
+        ...
+
+    def forward_kinematics(self, joints: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The TCP pose (position, quaternion x, y, z, w) at joint angles ``joints``."""
+        ...
+
+    def camera_frame(self, camera: str, height: int, width: int) -> NDArray[np.uint8]:
+        """An RGB ``[height, width, 3]`` uint8 frame; thread-safe (cameras run in their own
+        thread)."""
+        ...
+
+    def camera_intrinsics(self, camera: str, height: int, width: int) -> tuple[float, ...]:
+        """``(fx, fy, cx, cy)`` in pixels for a frame of that size."""
+        ...
+
+    def close_cameras(self) -> None:
+        """Free camera resources of the calling thread (the camera thread calls it on exit)."""
+        ...
+
+    def recover(self) -> bool:
+        """Try to clear an arm error (protective stop, reflex); whether it worked."""
+        ...
+
+    def has_error(self) -> bool:
+        """Whether the arm reports an error that needs :meth:`recover`."""
+        ...
+
+    def close(self) -> None:
+        """Release the arm and any resources."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration and records
+
+
+@dataclass
+class DriverConfig:
+    """Settings of the driver node (seconds, metres, Hz)."""
+
+    namespace: str = "robot"
+    frame_id: str = "base"
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    camera_size: int = 64  # px, square frames
+    camera_hz: float = 15.0
+    image_format: str = "jpeg"  # or "png"
+    jpeg_quality: int = 90
+    diagnostics_period: float = 1.0
+    reset_speed: float = 0.25  # m/s towards a joint-trajectory goal
+    reset_rotation_speed: float = 1.0  # rad/s
+    reset_tolerance: float = 1e-3  # m (and rad) at which a reset goal counts as reached
+    max_command_age: float | None = None  # s; reject twists whose header stamp is older
+    record_length: int = 200_000
+
+    def __post_init__(self) -> None:
+        if not 8 <= self.camera_size <= 512:
+            raise ValueError(f"camera_size must be in [8, 512] px, got {self.camera_size}")
+        for name in ("camera_hz", "diagnostics_period", "reset_speed", "reset_rotation_speed"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        if self.image_format not in ("jpeg", "png"):
+            raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}")
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One target sent to the arm (or a hold), at monotonic time ``time``."""
+
+    time: float
+    position: FloatArray | None
+    orientation: FloatArray | None
+    held: bool
+    reason: str | None
+    mode: str
+
+
+@dataclass
+class _SetPoint:
+    velocity: FloatArray  # 6: linear, angular
+    arrival: float
+
+
+# ---------------------------------------------------------------------------------------------
+# cameras
+
+
+def encode_image(rgb: NDArray[np.uint8], image_format: str, jpeg_quality: int = 90) -> bytes:
+    """An RGB frame as JPEG or PNG bytes."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if image_format == "jpeg":
+        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    else:
+        ok, buffer = cv2.imencode(".png", bgr)
+    if not ok:
+        raise RuntimeError(f"cv2 could not encode a {rgb.shape} frame as {image_format}")
+    return buffer.tobytes()
+
+
+class CameraStream:
+    """One camera's publishers (``image_raw/compressed`` and latched ``camera_info``).
+
+    :meth:`kill` deletes its DDS writers, as if the camera node died; the others keep going.
+    """
+
+    def __init__(self, node: Node, camera: str, backend: ArmBackend, config: DriverConfig) -> None:
+        self.camera = camera
+        self._config = config
+        self._image = node.publisher(f"/cameras/{camera}/image_raw/compressed")
+        self._info = node.publisher(f"/cameras/{camera}/camera_info")
+        self.alive = True
+        self.frames_published = 0
+        size = config.camera_size
+        fx, fy, cx, cy = backend.camera_intrinsics(camera, size, size)
+        self._info.publish(
+            msgs.CameraInfo(
+                header=msgs.stamped_header(f"{camera}_camera_optical_frame"),
+                height=size,
+                width=size,
+                distortion_model="plumb_bob",
+                d=[0.0] * 5,
+                k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+                r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
+            )
+        )
+
+    def publish(self, rgb: NDArray[np.uint8]) -> None:
+        """Encode and publish one frame (nothing once killed)."""
+        if not self.alive:
+            return
+        data = encode_image(rgb, self._config.image_format, self._config.jpeg_quality)
+        self._image.publish(
+            msgs.CompressedImage(
+                header=msgs.stamped_header(f"{self.camera}_camera_optical_frame"),
+                format=self._config.image_format,
+                data=data,
+            )
+        )
+        self.frames_published += 1
+
+    def kill(self) -> None:
+        """Stop publishing and delete this camera's DDS writers."""
+        self.alive = False
+        for publisher in (self._image, self._info):
+            publisher._writer.__del__()  # the writer leaves the domain now, not at GC time
+
+
+# ---------------------------------------------------------------------------------------------
+# the node
+
+
+class DriverNode:
+    """Runs ``backend`` behind the driver topics; see the module docstring.
+
+    Use as a context manager or call :meth:`start` / :meth:`close`. ``domain_id``/``dds_config``
+    are passed to :class:`~robotrl_real.node.Node`.
+    """
+
+    def __init__(
+        self,
+        backend: ArmBackend,
+        config: DriverConfig | None = None,
+        *,
+        domain_id: int | None = None,
+        dds_config: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = DriverConfig() if config is None else config
+        self.safety = SafetyLayer(self.config.safety)
+        self.period = float(backend.control_period)
+        if not (math.isfinite(self.period) and self.period > 0):
+            raise ValueError(f"backend control_period must be positive, got {self.period}")
+        self.node = Node(
+            f"{backend.name}_driver",
+            namespace=self.config.namespace,
+            domain_id=domain_id,
+            config=dds_config,
+        )
+        self.record: deque[CommandRecord] = deque(maxlen=self.config.record_length)
+        self.gripper_record: deque[tuple[float, float]] = deque(maxlen=self.config.record_length)
+        self.counts: Counter[str] = Counter()
+        self.mode = "hold"
+        self.arrivals: dict[str, float] = {}  # kind -> monotonic arrival of the newest message
+        self._events: queue.SimpleQueue[tuple[str, Any, float]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._policy: deque[_SetPoint] = deque()
+        self._teleop: deque[_SetPoint] = deque()
+        self._intervention = False
+        self._goal: tuple[FloatArray, FloatArray] | None = None
+        self._last_tick: float | None = None
+        self._target: tuple[FloatArray, FloatArray] | None = None  # last target sent
+        self._lock = threading.Lock()  # guards record/counts readers against the loop
+
+        self._joint_states = self.node.publisher("/joint_states")
+        self._tcp_pose = self.node.publisher("tcp_pose")
+        self._diagnostics = self.node.publisher("/diagnostics")
+        self._control_mode = self.node.publisher("control_mode")
+        self.cameras: dict[str, CameraStream] = {
+            camera: CameraStream(self.node, camera, backend, self.config)
+            for camera in backend.cameras
+        }
+        for topic, kind in (
+            ("/servo_node/delta_twist_cmds", "twist"),
+            ("/joint_trajectory_controller/joint_trajectory", "trajectory"),
+            ("gripper/command", "gripper"),
+            ("estop", "estop"),
+            ("enable", "enable"),
+            ("teleop/intervention", "intervention"),
+            ("teleop/twist", "teleop_twist"),
+        ):
+            self.node.subscription(topic, callback=self._enqueue(kind))
+        self._publish_mode(force=True)
+
+    def _enqueue(self, kind: str) -> Any:
+        def on_message(message: Any) -> None:
+            arrival = time.monotonic()
+            self.arrivals[kind] = arrival
+            self._events.put((kind, message, arrival))
+
+        return on_message
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> DriverNode:
+        """Start the control loop and the camera thread."""
+        if self._threads:
+            raise RuntimeError("the driver is already running")
+        self._threads = [threading.Thread(target=self._control_loop, name="driver", daemon=True)]
+        if self.cameras:
+            self._threads.append(
+                threading.Thread(target=self._camera_loop, name="cameras", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the threads, hold the arm, leave the DDS domain, close the backend."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        try:
+            self.backend.hold()
+        finally:
+            self.node.close()
+            self.backend.close()
+
+    def __enter__(self) -> DriverNode:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def kill_camera(self, camera: str) -> None:
+        """Kill one camera's publishers (simulates a dead camera node)."""
+        self.cameras[camera].kill()
+
+    # -- the control loop -----------------------------------------------------------------------
+
+    def _control_loop(self) -> None:
+        next_tick = time.monotonic()
+        next_diagnostics = next_tick
+        while not self._stop.is_set():
+            try:
+                self.tick(time.monotonic())
+            except Exception:  # keep holding rather than die: a dead loop cannot hold the arm
+                logger.exception("driver tick failed; holding")
+                self.counts["tick_errors"] += 1
+                self.backend.hold()
+            now = time.monotonic()
+            if now >= next_diagnostics:
+                self.publish_diagnostics(now)
+                next_diagnostics = now + self.config.diagnostics_period
+            next_tick += self.period
+            if now > next_tick + self.period:  # fell behind: count it, do not try to catch up
+                self.counts["overruns"] += 1
+                next_tick = now
+            self._stop.wait(max(0.0, next_tick - time.monotonic()))
+
+    def tick(self, now: float) -> None:
+        """One control cycle at monotonic time ``now`` (the loop calls this; tests may too)."""
+        backend, safety = self.backend, self.safety
+        state = backend.read_state()
+        safety.update_pose(state.tcp_position, state.tcp_orientation, now)
+        if backend.has_error() and safety.request_recovery():
+            self.counts["recoveries"] += 1
+            backend.recover()
+        previous = self._last_tick if self._last_tick is not None else now - self.period
+        self._last_tick = now
+        sent = False
+        while True:
+            try:
+                kind, message, arrival = self._events.get_nowait()
+            except queue.Empty:
+                break
+            rejected = self._handle(kind, message, arrival, now)
+            if rejected is not None:  # the layer's hold reaches the arm (and the record) now
+                self._send(rejected, now)
+                sent = True
+        decision = self._motion(previous, now, state)
+        if decision is None and not sent:
+            decision = safety.tick(now)
+        if decision is not None:
+            self._send(decision, now)
+        self._publish_state(state)
+        self._publish_mode()
+        backend.advance(now - previous)
+
+    def _handle(self, kind: str, message: Any, arrival: float, now: float) -> SafetyDecision | None:
+        """Apply one received message; a rejected one returns the safety layer's hold."""
+        safety = self.safety
+        self.counts[f"received.{kind}"] += 1
+        if kind in ("twist", "teleop_twist"):
+            values = _twist_vector(message.twist)
+            if not np.all(np.isfinite(values)):
+                return safety.command_delta(values, now)  # rejected and counted there
+            if self.config.max_command_age is not None:
+                age = time.time() - msgs.time_to_seconds(message.header.stamp)
+                if message.header.stamp.sec and age > self.config.max_command_age:
+                    return safety.command_delta(np.zeros(6), now, stamp=now - age)
+            if kind == "twist" and self._intervention:
+                self.counts["ignored.policy_during_teleop"] += 1
+                return None
+            self._goal = None
+            target = self._teleop if kind == "teleop_twist" else self._policy
+            target.append(_SetPoint(values, arrival))
+            return None
+        if kind == "trajectory":
+            return self._start_reset(message, now)
+        if kind == "gripper":
+            opening = safety.filter_gripper(message.data)
+            if opening is not None:
+                self.backend.command_gripper(opening)
+                self.gripper_record.append((now, opening))
+            return None
+        if kind == "estop":
+            safety.on_estop_message(bool(message.data))
+            if message.data:
+                self._clear_motion()
+            return None
+        if kind == "enable":
+            if message.data:
+                safety.enable()
+                self._clear_motion()
+            return None
+        if kind == "intervention":
+            self._intervention = bool(message.data)
+            self._policy.clear()
+            self._teleop.clear()
+            return None
+        raise AssertionError(f"unknown event kind {kind}")
+
+    def _clear_motion(self) -> None:
+        self._policy.clear()
+        self._teleop.clear()
+        self._goal = None
+
+    def _start_reset(self, message: msgs.JointTrajectory, now: float) -> SafetyDecision | None:
+        names = list(message.joint_names)
+        if not message.points:
+            self.counts["rejected.trajectory_empty"] += 1
+            return self.safety.command_delta(np.zeros(0), now)
+        positions = np.asarray(message.points[-1].positions, dtype=float)
+        joints = self.backend.joint_names
+        if names and sorted(names) == sorted(joints) and positions.shape == (len(names),):
+            positions = positions[[names.index(name) for name in joints]]
+        if positions.shape != (len(joints),) or (names and sorted(names) != sorted(joints)):
+            # a point that does not give one position per joint: a wrong-shaped command
+            self.counts["rejected.trajectory_shape"] += 1
+            return self.safety.command_delta(np.zeros(0), now)
+        if not np.all(np.isfinite(positions)):
+            return self.safety.command_target(np.full(3, np.nan), [0, 0, 0, 1.0], now)
+        try:
+            goal = self.backend.forward_kinematics(positions)
+        except NotImplementedError:
+            logger.warning("backend %s cannot reset to joint angles", self.backend.name)
+            self.counts["rejected.trajectory_unsupported"] += 1
+            return None
+        self._clear_motion()
+        self._goal = goal
+        return None
+
+    def _motion(self, previous: float, now: float, state: ArmState) -> SafetyDecision | None:
+        """The tick's motion command through the safety layer, or None if there is none."""
+        safety = self.safety
+        if self._goal is not None:
+            return self._reset_step(now)
+        points = self._teleop if self._intervention else self._policy
+        if not points:
+            return None
+        timeout = self.config.safety.watchdog_timeout
+        delta = np.zeros(6)
+        items = list(points)
+        for index, point in enumerate(items):
+            end = items[index + 1].arrival if index + 1 < len(items) else math.inf
+            end = min(end, point.arrival + timeout)
+            overlap = min(end, now) - max(point.arrival, previous)
+            if overlap > 0:
+                delta += point.velocity * overlap
+        newest = items[-1]
+        while len(points) > 1:  # keep only the set-point still in force
+            points.popleft()
+        if now - newest.arrival > timeout:
+            points.clear()  # expired: with its arrival as stamp the layer holds (stale_command)
+        return safety.command_delta(delta, now, stamp=newest.arrival)
+
+    def _reset_step(self, now: float) -> SafetyDecision:
+        """One step towards the reset goal, at most ``reset_speed · dt`` (and the rotation
+        speed), through :meth:`SafetyLayer.command_target`."""
+        assert self._goal is not None
+        goal_position, goal_orientation = self._goal
+        if self._target is None:
+            return self.safety.command_target(goal_position, goal_orientation, now)
+        position, orientation = self._target
+        step = goal_position - position
+        limit = self.config.reset_speed * self.period
+        length = float(np.linalg.norm(step))
+        if length > limit:
+            step *= limit / length
+        rotation = rotvec_from_quaternion(
+            quaternion_multiply(goal_orientation, quaternion_conjugate(orientation))
+        )
+        angle_limit = self.config.reset_rotation_speed * self.period
+        angle = float(np.linalg.norm(rotation))
+        if angle > angle_limit:
+            rotation *= angle_limit / angle
+        decision = self.safety.command_target(
+            position + step, quaternion_multiply(quaternion_from_rotvec(rotation), orientation), now
+        )
+        if not decision.held and decision.position is not None:
+            remaining = float(np.linalg.norm(goal_position - decision.position))
+            if remaining < self.config.reset_tolerance:
+                self._goal = None
+        return decision
+
+    def _send(self, decision: SafetyDecision, now: float) -> None:
+        self.mode = self._current_mode()
+        held, reason = decision.held, decision.reason
+        if not held and self.mode == "hold":
+            # no command in force (a set-point expired, a reset finished): brake where the arm
+            # is rather than servo back to the last target
+            held, reason = True, "no_command"
+        if held or decision.position is None or decision.orientation is None:
+            if decision.position is not None:
+                self.backend.hold()
+        else:
+            self.backend.command_tcp(decision.position, decision.orientation)
+        if decision.position is not None and decision.orientation is not None:
+            self._target = (decision.position.copy(), decision.orientation.copy())
+        with self._lock:
+            self.record.append(
+                CommandRecord(
+                    now,
+                    None if decision.position is None else decision.position.copy(),
+                    None if decision.orientation is None else decision.orientation.copy(),
+                    held,
+                    reason,
+                    self.mode,
+                )
+            )
+
+    def _current_mode(self) -> str:
+        latch = self.safety.latched
+        if latch is not None:
+            return latch
+        if self._goal is not None:
+            return "reset"
+        if self._intervention:
+            return "teleop"
+        if self._policy:
+            return "policy"
+        return "hold"
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def _publish_state(self, state: ArmState) -> None:
+        header = msgs.stamped_header(self.config.frame_id)
+        finger = state.gripper_width / 2.0
+        self._joint_states.publish(
+            msgs.JointState(
+                header=header,
+                name=[*self.backend.joint_names, "finger_joint1", "finger_joint2"],
+                position=[*map(float, state.joint_positions), finger, finger],
+                velocity=[*map(float, state.joint_velocities), 0.0, 0.0],
+            )
+        )
+        x, y, z = map(float, state.tcp_position)
+        qx, qy, qz, qw = map(float, state.tcp_orientation)
+        self._tcp_pose.publish(
+            msgs.PoseStamped(
+                header=header,
+                pose=msgs.Pose(msgs.Point(x, y, z), msgs.Quaternion(qx, qy, qz, qw)),
+            )
+        )
+
+    def _publish_mode(self, force: bool = False) -> None:
+        mode = self._current_mode()
+        if force or mode != getattr(self, "_published_mode", None):
+            self._published_mode = mode
+            self._control_mode.publish(msgs.String(mode))
+
+    def publish_diagnostics(self, now: float) -> None:
+        """Publish the safety summary and the driver's counters on ``/diagnostics``."""
+        array = to_diagnostic_array(self.safety.summary(now), hardware_id=self.backend.name)
+        with self._lock:
+            counts = dict(self.counts)
+        array.status.append(
+            msgs.DiagnosticStatus(
+                level=msgs.DiagnosticStatus.OK,
+                name="robotrl: driver",
+                message=self.mode,
+                hardware_id=self.backend.name,
+                values=[msgs.KeyValue(key, str(value)) for key, value in sorted(counts.items())],
+            )
+        )
+        self._diagnostics.publish(array)
+
+    # -- cameras --------------------------------------------------------------------------------
+
+    def _camera_loop(self) -> None:
+        period = 1.0 / self.config.camera_hz
+        size = self.config.camera_size
+        next_frame = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                for stream in list(self.cameras.values()):
+                    if not stream.alive:
+                        continue
+                    try:
+                        stream.publish(self.backend.camera_frame(stream.camera, size, size))
+                    except Exception:
+                        logger.exception("camera %s failed", stream.camera)
+                next_frame += period
+                now = time.monotonic()
+                if now > next_frame + period:
+                    next_frame = now
+                self._stop.wait(max(0.0, next_frame - now))
+        finally:
+            self.backend.close_cameras()
+
+    # -- reading back ---------------------------------------------------------------------------
+
+    def records(self) -> list[CommandRecord]:
+        """A copy of the command record."""
+        with self._lock:
+            return list(self.record)
+
+
+def _twist_vector(twist: msgs.Twist) -> FloatArray:
+    linear, angular = twist.linear, twist.angular
+    return np.array(
+        [linear.x, linear.y, linear.z, angular.x, angular.y, angular.z], dtype=np.float64
+    )
+
+
+def joint_trajectory(
+    joint_names: Sequence[str], positions: Sequence[float], seconds: float = 2.0
+) -> msgs.JointTrajectory:
+    """A one-point ``JointTrajectory`` to ``positions`` (what a reset sends)."""
+    return msgs.JointTrajectory(
+        header=msgs.stamped_header(""),
+        joint_names=list(joint_names),
+        points=[
+            msgs.JointTrajectoryPoint(
+                positions=[float(p) for p in positions],
+                time_from_start=msgs.duration_from_seconds(seconds),
+            )
+        ],
+    )

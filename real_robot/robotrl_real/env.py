@@ -1,0 +1,401 @@
+"""``RobotEnv``: the learning side of the real robot, a Gymnasium env that talks only ROS 2 topics.
+
+It never touches the arm or the simulator: it subscribes the driver's camera, pose, joint-state
+and control-mode topics, and publishes twists, gripper commands and reset trajectories, so the
+same env runs against the sim-twin driver in tests and a real arm's driver in the lab.
+
+**Action** ``[dx, dy, dz, gripper]`` in ``[-1, 1]``: the TCP should move by ``max_step`` × the
+first three (metres, base frame) over one env period, sent as a ``TwistStamped`` with velocity
+``max_step · a / period`` (the driver holds a twist for ``watchdog_timeout`` = one period at
+10 Hz, so one step moves by the commanded amount); the gripper opening ``(g + 1) / 2`` (0 closed,
+1 open) goes to ``/<ns>/gripper/command``. Orientation is not commanded (4-D actions).
+
+**Observation** ``pixels`` ``uint8 [V, 3, H, W]`` (decoded camera frames, RGB, in ``cameras``
+order) and ``proprio`` ``float32 [x, y, z, gripper_width]``.
+
+**Timing.** :meth:`RobotEnv.step` keeps a fixed rate: it publishes at the start of each period
+and sleeps to the next period boundary, recording the error of every step's period;
+:meth:`RobotEnv.period_error_p99_ms` reports the 99th percentile (also ``info["period_p99_ms"]``).
+
+**Stale sensors.** A step's observation needs every camera and the TCP pose younger than
+``stale_after``; if one is older, the step waits up to ``stale_wait`` for it, and if it still has
+not come, the env sends a zero twist (the driver's watchdog holds the arm) and returns
+``truncated=True`` with ``info["stale"]`` naming the streams.
+
+**Interventions.** The env listens to ``/<ns>/teleop/intervention`` and ``/<ns>/teleop/twist``.
+If the teleop held control at any time during a step, ``info["intervention"]`` is True and
+``info["executed_action"]`` is the teleop twist in action units (``twist · period / max_step``,
+clipped to [-1, 1], gripper as commanded), so the stored transition holds what was executed.
+
+**Reset** publishes a one-point ``JointTrajectory`` to ``home_joints`` plus uniform noise of
+``±reset_joint_noise`` rad (from the reset seed), opens the gripper, and waits until the driver's
+control mode has gone through ``reset`` and left it. An e-stopped driver does not move: reset
+then returns at once with ``info["estop"] = True``.
+
+**Reward** comes from a pluggable ``reward_fn(obs) -> (reward, success)``; privileged sim state
+is not on the topics. :class:`ReachReward` (negative distance of the TCP to a target) is the
+test reward.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from robotrl_real import msgs
+from robotrl_real.driver import joint_trajectory
+from robotrl_real.node import Node
+
+Observation = dict[str, NDArray[Any]]
+RewardFn = Callable[[Observation], tuple[float, bool]]
+
+#: Panda home posture (rad), the sim twin's, with the gripper pointing down.
+PANDA_HOME = (0.0, 0.0, 0.0, -2.2, 0.0, 2.2, math.pi / 4)
+PANDA_JOINTS = tuple(f"joint{index}" for index in range(1, 8))
+
+
+@dataclass
+class RobotEnvConfig:
+    """Settings of :class:`RobotEnv` (metres, seconds, Hz, pixels)."""
+
+    namespace: str = "robot"
+    cameras: tuple[str, ...] = ("wrist", "front")
+    image_size: int = 64
+    control_hz: float = 10.0
+    max_step: float = 0.02  # m per step at |action| = 1
+    max_episode_steps: int = 100
+    stale_after: float = 0.5  # s; older camera frames / poses are stale
+    stale_wait: float = 0.3  # s a step waits for a stale stream before truncating
+    reset_timeout: float = 15.0
+    joint_names: tuple[str, ...] = PANDA_JOINTS
+    home_joints: tuple[float, ...] = PANDA_HOME
+    reset_joint_noise: float = 0.05  # rad, uniform
+    frame_id: str = "base"
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ValueError("RobotEnv needs at least one camera")
+        if not 8 <= self.image_size <= 512:
+            raise ValueError(f"image_size must be in [8, 512], got {self.image_size}")
+        for name in ("control_hz", "max_step", "stale_after", "stale_wait", "reset_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        if len(self.home_joints) != len(self.joint_names):
+            raise ValueError(
+                f"home_joints has {len(self.home_joints)} values for "
+                f"{len(self.joint_names)} joint_names"
+            )
+        if self.max_episode_steps < 1 or self.reset_joint_noise < 0:
+            raise ValueError("max_episode_steps must be >= 1 and reset_joint_noise >= 0")
+
+    @property
+    def period(self) -> float:
+        return 1.0 / self.control_hz
+
+
+@dataclass
+class ReachReward:
+    """``-‖tcp - target‖`` (m); success within ``threshold``."""
+
+    target: tuple[float, float, float]
+    threshold: float = 0.03
+
+    def __call__(self, obs: Observation) -> tuple[float, bool]:
+        distance = float(np.linalg.norm(obs["proprio"][:3] - np.asarray(self.target)))
+        return -distance, distance < self.threshold
+
+
+def twist_from_action(action: ArrayLike, config: RobotEnvConfig) -> msgs.TwistStamped:
+    """The ``TwistStamped`` of an action's first three values (not clipped or checked: the
+    driver's safety layer is what stops bad values)."""
+    values = np.asarray(action, dtype=np.float64)
+    velocity = values[:3] * config.max_step / config.period
+    message = msgs.TwistStamped(header=msgs.stamped_header(config.frame_id))
+    message.twist.linear = msgs.Vector3(*map(float, velocity))
+    return message
+
+
+def action_from_twist(twist: msgs.Twist, config: RobotEnvConfig) -> NDArray[np.float32]:
+    """A twist's linear part in action units (``v · period / max_step``), clipped to [-1, 1]."""
+    velocity = np.array([twist.linear.x, twist.linear.y, twist.linear.z])
+    return np.clip(velocity * config.period / config.max_step, -1.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class _Latest:
+    """Newest message of a stream and when it arrived (monotonic)."""
+
+    value: Any = None
+    arrival: float = -math.inf
+    count: int = 0
+
+
+@dataclass
+class _Streams:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    latest: dict[str, _Latest] = field(default_factory=dict)
+    modes: list[tuple[float, str]] = field(default_factory=list)
+    intervention_seen: bool = False
+
+
+class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
+    """A pixel env on top of the driver topics; see the module docstring."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (Gymnasium's convention)
+
+    def __init__(
+        self,
+        config: RobotEnvConfig | None = None,
+        *,
+        reward_fn: RewardFn | None = None,
+        domain_id: int | None = None,
+        dds_config: str | None = None,
+    ) -> None:
+        self.config = RobotEnvConfig() if config is None else config
+        cfg = self.config
+        self.reward_fn: RewardFn = reward_fn or (lambda obs: (0.0, False))
+        size, views = cfg.image_size, len(cfg.cameras)
+        self.observation_space = gym.spaces.Dict(  # type: ignore[assignment]
+            {
+                "pixels": gym.spaces.Box(0, 255, (views, 3, size, size), np.uint8),
+                "proprio": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.node = Node(
+            "robot_env", namespace=cfg.namespace, domain_id=domain_id, config=dds_config
+        )
+        self._streams = _Streams()
+        self._intervention = False
+        for camera in cfg.cameras:
+            self._subscribe(f"/cameras/{camera}/image_raw/compressed", f"camera/{camera}")
+        self._subscribe("tcp_pose", "tcp_pose")
+        self._subscribe("/joint_states", "joint_states")
+        self._subscribe("teleop/twist", "teleop_twist")
+        self.node.subscription("control_mode", callback=self._on_mode)
+        self.node.subscription("teleop/intervention", callback=self._on_intervention)
+        self._twist = self.node.publisher("/servo_node/delta_twist_cmds")
+        self._gripper = self.node.publisher("gripper/command")
+        self._trajectory = self.node.publisher("/joint_trajectory_controller/joint_trajectory")
+        self._steps = 0
+        self._next_deadline: float | None = None
+        self._last_publish: float | None = None
+        self.period_errors: list[float] = []  # s, actual minus nominal period per step
+
+    # -- subscriptions (DDS threads) --------------------------------------------------------------
+
+    def _subscribe(self, topic: str, key: str) -> None:
+        self._streams.latest[key] = _Latest()
+
+        def on_message(message: Any) -> None:
+            with self._streams.lock:
+                latest = self._streams.latest[key]
+                latest.value, latest.arrival = message, time.monotonic()
+                latest.count += 1
+
+        self.node.subscription(topic, callback=on_message)
+
+    def _on_mode(self, message: msgs.String) -> None:
+        with self._streams.lock:
+            self._streams.modes.append((time.monotonic(), message.data))
+
+    def _on_intervention(self, message: msgs.Bool) -> None:
+        with self._streams.lock:
+            self._intervention = bool(message.data)
+            if message.data:
+                self._streams.intervention_seen = True
+
+    # -- Gymnasium API ----------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Observation, dict[str, Any]]:
+        super().reset(seed=seed)
+        cfg = self.config
+        noise = self.np_random.uniform(
+            -cfg.reset_joint_noise, cfg.reset_joint_noise, len(cfg.home_joints)
+        )
+        joints = np.asarray(cfg.home_joints) + noise
+        self._wait_for_subscribers()
+        sent = time.monotonic()
+        self._gripper.publish(msgs.Float64(1.0))
+        self._trajectory.publish(joint_trajectory(cfg.joint_names, joints))
+        estop = self._wait_for_reset(sent)
+        self._steps = 0
+        self._next_deadline = None
+        self._last_publish = None
+        obs, stale = self._observe(wait=cfg.reset_timeout if not estop else cfg.stale_wait)
+        if stale and not estop:
+            raise RuntimeError(
+                f"reset: no fresh data from {', '.join(stale)} within {cfg.reset_timeout} s; "
+                "is the driver running and are its cameras alive?"
+            )
+        info: dict[str, Any] = {"estop": estop, "reset_joints": joints, "stale": stale}
+        return obs, info
+
+    def step(self, action: ArrayLike) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        cfg = self.config
+        values = np.asarray(action, dtype=np.float64)
+        if values.shape != (4,):
+            raise ValueError(
+                f"action must have shape (4,) [dx, dy, dz, gripper], got {values.shape}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"action must be finite, got {values.tolist()}")
+        values = np.clip(values, -1.0, 1.0)
+        with self._streams.lock:
+            self._streams.intervention_seen = self._intervention
+        self._wait_for_period_start()
+        self._twist.publish(twist_from_action(values, cfg))
+        self._gripper.publish(msgs.Float64((values[3] + 1.0) / 2.0))
+        self._sleep_to_deadline()
+        obs, stale = self._observe(wait=cfg.stale_wait)
+        self._steps += 1
+        with self._streams.lock:
+            intervened = self._streams.intervention_seen or self._intervention
+            teleop = self._streams.latest["teleop_twist"].value
+        executed = values.astype(np.float32)
+        if intervened and teleop is not None:
+            executed = np.concatenate([action_from_twist(teleop.twist, cfg), executed[3:]])
+        info: dict[str, Any] = {
+            "intervention": intervened,
+            "executed_action": executed,
+            "stale": stale,
+            "period_p99_ms": self.period_error_p99_ms(),
+        }
+        if stale:
+            self._twist.publish(twist_from_action(np.zeros(3), cfg))  # hold; the watchdog too
+            info["success"] = False
+            return obs, 0.0, False, True, info
+        reward, success = self.reward_fn(obs)
+        info["success"] = success
+        truncated = self._steps >= cfg.max_episode_steps
+        return obs, float(reward), False, truncated, info
+
+    def close(self) -> None:
+        self.node.close()
+
+    # -- timing -----------------------------------------------------------------------------------
+
+    def _wait_for_period_start(self) -> None:
+        now = time.monotonic()
+        if self._next_deadline is not None and now < self._next_deadline:
+            time.sleep(self._next_deadline - now)
+        now = time.monotonic()
+        if self._last_publish is not None:
+            self.period_errors.append(now - self._last_publish - self.config.period)
+        self._last_publish = now
+        self._next_deadline = now + self.config.period
+
+    def _sleep_to_deadline(self) -> None:
+        assert self._next_deadline is not None
+        remaining = self._next_deadline - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+    def period_error_p99_ms(self) -> float:
+        """99th percentile of ``|actual - nominal|`` step period (ms); NaN before two steps."""
+        if not self.period_errors:
+            return math.nan
+        return float(np.percentile(np.abs(self.period_errors), 99) * 1000.0)
+
+    # -- observations -----------------------------------------------------------------------------
+
+    def _stale_streams(self, now: float) -> list[str]:
+        keys = [f"camera/{camera}" for camera in self.config.cameras] + ["tcp_pose"]
+        with self._streams.lock:
+            return [
+                key
+                for key in keys
+                if now - self._streams.latest[key].arrival > self.config.stale_after
+            ]
+
+    def _observe(self, wait: float) -> tuple[Observation, list[str]]:
+        deadline = time.monotonic() + wait
+        stale = self._stale_streams(time.monotonic())
+        while stale and time.monotonic() < deadline:
+            time.sleep(0.01)
+            stale = self._stale_streams(time.monotonic())
+        return self._build_observation(), stale
+
+    def _build_observation(self) -> Observation:
+        cfg = self.config
+        size = cfg.image_size
+        pixels = np.zeros((len(cfg.cameras), 3, size, size), np.uint8)
+        with self._streams.lock:
+            images = [self._streams.latest[f"camera/{c}"].value for c in cfg.cameras]
+            pose = self._streams.latest["tcp_pose"].value
+            joints = self._streams.latest["joint_states"].value
+        for index, image in enumerate(images):
+            if image is not None:
+                pixels[index] = decode_image(image, size).transpose(2, 0, 1)
+        proprio = np.zeros(4, np.float32)
+        if pose is not None:
+            position = pose.pose.position
+            proprio[:3] = (position.x, position.y, position.z)
+        if joints is not None:
+            names_positions = zip(joints.name, joints.position, strict=False)
+            proprio[3] = float(sum(p for n, p in names_positions if n.startswith("finger")))
+        return {"pixels": pixels, "proprio": proprio}
+
+    # -- reset helpers ----------------------------------------------------------------------------
+
+    def _wait_for_subscribers(self, timeout: float = 5.0) -> None:
+        for publisher in (self._twist, self._gripper, self._trajectory):
+            if not publisher.wait_for_subscribers(1, timeout):
+                raise RuntimeError(
+                    f"no driver subscribes {publisher.spec.name} after {timeout} s; "
+                    "is robotrl-robot running in this domain and namespace?"
+                )
+
+    def _wait_for_reset(self, sent: float) -> bool:
+        """Wait until the driver went into ``reset`` and out again; True if it is e-stopped."""
+        deadline = sent + self.config.reset_timeout
+        started = False
+        while time.monotonic() < deadline:
+            with self._streams.lock:
+                modes = [mode for stamp, mode in self._streams.modes if stamp >= sent]
+                last = self._streams.modes[-1][1] if self._streams.modes else None
+            if last in ("estop", "recovery_limit"):
+                return True
+            started = started or "reset" in modes
+            if started and last != "reset":
+                return False
+            if not started and time.monotonic() - sent > 1.0 and last not in (None, "reset"):
+                return False  # the goal was already reached before a reset mode was seen
+            time.sleep(0.01)
+        raise TimeoutError(
+            f"the driver did not finish the reset within {self.config.reset_timeout} s"
+        )
+
+
+def decode_image(message: msgs.CompressedImage, size: int) -> NDArray[np.uint8]:
+    """A ``CompressedImage`` as an RGB ``[size, size, 3]`` array (resized if needed)."""
+    buffer = np.frombuffer(message.data_bytes(), dtype=np.uint8)
+    bgr: NDArray[Any] | None = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"could not decode a {message.format!r} image of {buffer.size} bytes")
+    if bgr.shape[:2] != (size, size):
+        bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+    return rgb
+
+
+__all__: Sequence[str] = (
+    "ReachReward",
+    "RobotEnv",
+    "RobotEnvConfig",
+    "action_from_twist",
+    "decode_image",
+    "twist_from_action",
+)

@@ -1,0 +1,159 @@
+"""``RobotEnv`` against the sim-twin driver over real DDS on loopback (topics only)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from robotrl_real import msgs
+from robotrl_real.driver import DriverConfig, DriverNode
+from robotrl_real.env import (
+    ReachReward,
+    RobotEnv,
+    RobotEnvConfig,
+    action_from_twist,
+    twist_from_action,
+)
+from robotrl_real.node import Node, free_domain_id, loopback_config
+from robotrl_real.safety import SafetyConfig
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+SAFETY = SafetyConfig(workspace_min=(0.3, -0.3, 0.05), workspace_max=(0.7, 0.3, 0.45))
+TARGET = (0.55, 0.05, 0.25)
+
+
+@pytest.fixture
+def stack():
+    """A running sim driver, a RobotEnv and a spare client node, all in one fresh domain."""
+    from robotrl_real.backends.sim import SimBackend
+
+    domain_id, dds = free_domain_id(), loopback_config()
+    driver = DriverNode(
+        SimBackend(control_hz=50.0),
+        DriverConfig(namespace="arm", safety=SAFETY),
+        domain_id=domain_id,
+        dds_config=dds,
+    ).start()
+    env = RobotEnv(
+        RobotEnvConfig(namespace="arm", max_episode_steps=50, reset_joint_noise=0.03),
+        reward_fn=ReachReward(TARGET),
+        domain_id=domain_id,
+        dds_config=dds,
+    )
+    client = Node("teleop", namespace="arm", domain_id=domain_id, config=dds)
+    yield driver, env, client
+    driver.close()  # first, so no message reaches a closing reader
+    client.close()
+    env.close()
+
+
+def test_steps_give_pixels_proprio_reach_reward_and_a_steady_10hz(stack):
+    driver, env, _ = stack
+    obs, info = env.reset(seed=3)
+    assert not info["estop"] and info["stale"] == []
+    assert obs["pixels"].shape == (2, 3, 64, 64) and obs["pixels"].dtype == np.uint8
+    assert env.observation_space.contains(obs)
+    assert obs["pixels"].std() > 5  # real rendered images, not blanks
+    start = obs["proprio"][:3].copy()
+    for _ in range(25):
+        obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0, 0.0, 1.0]))
+        assert not truncated and not terminated
+    # the proprio is the TCP pose from the topic; the reward is computed from it
+    np.testing.assert_allclose(
+        reward, -np.linalg.norm(obs["proprio"][:3] - np.array(TARGET)), rtol=1e-6
+    )
+    true_position = driver.backend.read_state().tcp_position
+    assert np.linalg.norm(obs["proprio"][:3] - true_position) < 0.01
+    moved = obs["proprio"][0] - start[0]
+    # 25 steps of max_step 0.02 m: 0.5 m commanded, box edge at x = 0.7 stops it earlier
+    assert moved > 0.1 and obs["proprio"][0] <= SAFETY.workspace_max[0] + 0.005
+    assert 0.07 < obs["proprio"][3] <= 0.081  # gripper width, open
+    p99 = env.period_error_p99_ms()
+    assert np.isfinite(p99) and info["period_p99_ms"] == p99
+    print(
+        f"\nRobotEnv 10 Hz loop: p99 period error {p99:.1f} ms over {len(env.period_errors)} steps"
+    )
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0, 0, 0]))
+
+
+def test_killing_a_camera_pauses_and_truncates(stack):
+    driver, env, _ = stack
+    env.reset(seed=0)
+    for _ in range(3):
+        _, _, _, truncated, info = env.step(np.array([0.5, 0.0, 0.0, 0.0]))
+        assert not truncated and info["stale"] == []
+    driver.kill_camera("front")
+    truncated_at = None
+    for step in range(15):
+        _, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0, 0.0, 0.0]))
+        if truncated:
+            truncated_at = step
+            break
+    assert truncated_at is not None and truncated_at <= 8  # stale_after 0.5 s = 5 steps + wait
+    assert info["stale"] == ["camera/front"] and not terminated and reward == 0.0
+    time.sleep(0.3)
+    assert driver.mode == "hold"  # the env stopped commanding; the arm is held
+    assert driver.records()[-1].held
+    assert driver.cameras["wrist"].alive and not driver.cameras["front"].alive
+
+
+def test_intervention_executed_action_is_the_teleop_action(stack):
+    driver, env, client = stack
+    env.reset(seed=1)
+    intervention = client.publisher("teleop/intervention")
+    teleop = client.publisher("teleop/twist")
+    assert intervention.wait_for_subscribers(2) and teleop.wait_for_subscribers(2)
+    policy_action = np.array([1.0, 0.0, 0.0, -1.0])
+    _, _, _, _, info = env.step(policy_action)
+    assert info["intervention"] is False
+    np.testing.assert_allclose(info["executed_action"], policy_action)
+
+    teleop_action = np.array([0.0, -0.5, 0.25])
+    stop = threading.Event()
+
+    def operator() -> None:
+        intervention.publish(msgs.Bool(True))
+        while not stop.is_set():
+            teleop.publish(twist_from_action(teleop_action, env.config))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        start = driver.backend.read_state().tcp_position
+        for _ in range(5):
+            _, _, _, _, info = env.step(policy_action)
+            assert info["intervention"] is True
+            np.testing.assert_allclose(info["executed_action"][:3], teleop_action, atol=1e-6)
+            assert info["executed_action"][3] == policy_action[3]
+        moved = driver.backend.read_state().tcp_position - start
+        assert moved[1] < -0.02 and abs(moved[0]) < 0.01  # the teleop's -y, not the policy's +x
+    finally:
+        stop.set()
+        thread.join()
+        intervention.publish(msgs.Bool(False))
+    time.sleep(0.1)
+    _, _, _, _, info = env.step(policy_action)
+    assert info["intervention"] is False
+
+
+def test_action_twist_round_trip_and_config_errors():
+    config = RobotEnvConfig(max_step=0.02, control_hz=10.0)
+    message = twist_from_action([0.5, -1.0, 0.25, 0.0], config)
+    # v = a * max_step / period = a * 0.2 m/s
+    assert (message.twist.linear.x, message.twist.linear.y) == pytest.approx((0.1, -0.2))
+    np.testing.assert_allclose(action_from_twist(message.twist, config), [0.5, -1.0, 0.25])
+    with pytest.raises(ValueError, match="home_joints"):
+        RobotEnvConfig(home_joints=(0.0,))
+    with pytest.raises(ValueError, match="camera"):
+        RobotEnvConfig(cameras=())
