@@ -351,7 +351,9 @@ class Node:
 def _dispatcher(
     spec: TopicSpec, callback: Callable[[Any], None], node_name: str
 ) -> Callable[[DataReader], None]:
-    def on_data_available(reader: DataReader) -> None:
+    def on_data_available(reader: DataReader | None) -> None:
+        if reader is None:  # deleted while a notification was in flight: the node is closing
+            return
         for sample in reader.take(N=256):
             if not isinstance(sample, spec.message_type):
                 continue  # a dispose/unregister notice, not data
