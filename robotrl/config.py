@@ -13,10 +13,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from robotrl.agents.bc_chunk import BCChunkConfig
+from robotrl.agents.dreamer import DreamerConfig
 from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
 from robotrl.agents.mentor import MentorConfig
+from robotrl.agents.ppo import PPOConfig
 from robotrl.agents.residual import ResidualConfig
+from robotrl.agents.rlpd import RLPDConfig
 from robotrl.integrations.sb3_config import SB3PPOConfig, SB3SACConfig, SB3TD3Config
 from robotrl.rewards.config import RewardConfig
 
@@ -157,6 +160,9 @@ def register_configs() -> None:
     store.store(group="agent", name="mentor_schema", node=MentorConfig)
     store.store(group="agent", name="bc_chunk_schema", node=BCChunkConfig)
     store.store(group="agent", name="residual_schema", node=ResidualConfig)
+    store.store(group="agent", name="dreamer_schema", node=DreamerConfig)
+    store.store(group="agent", name="ppo_schema", node=PPOConfig)
+    store.store(group="agent", name="rlpd_schema", node=RLPDConfig)
     # Stable-Baselines3 baselines (robotrl.integrations.sb3_config; training needs the sb3 extra).
     store.store(group="agent", name="sb3_sac_schema", node=SB3SACConfig)
     store.store(group="agent", name="sb3_td3_schema", node=SB3TD3Config)

@@ -50,6 +50,7 @@ from robotrl.evaluation import (
 )
 from robotrl.logger import Logger
 from robotrl.offline import train_offline
+from robotrl.onpolicy import train_on_policy  # on-policy agents (PPO)
 from robotrl.plots import plot_learning_curve
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
@@ -274,6 +275,8 @@ class Trainer:
             )
             if self.agent.offline:
                 train_offline(self, progress)
+            elif self.agent.on_policy:  # rollouts and update epochs (robotrl.onpolicy)
+                train_on_policy(self, progress)
             elif self.batched:
                 collect_batched(self, progress)
             elif self.num_envs == 1:

@@ -17,6 +17,11 @@ AGENT_CLASSES: dict[str, str] = {
     # Residual RL (ResiP): a chunked BC base policy, and a residual learned on top of it.
     "bc_chunk": "robotrl.agents.bc_chunk:BCChunkAgent",
     "residual": "robotrl.agents.residual:ResidualAgent",
+    # DreamerV3 world-model agent (RePo by ``agent.repo=true``); learns from sequence batches.
+    "dreamer": "robotrl.agents.dreamer:DreamerAgent",
+    # On-policy PPO (residual on a frozen base with ``agent.base_checkpoint``); robotrl.onpolicy.
+    "ppo": "robotrl.agents.ppo:PPOAgent",
+    "rlpd": "robotrl.agents.rlpd:RLPDAgent",
 }
 
 

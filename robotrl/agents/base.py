@@ -39,6 +39,9 @@ class Agent(ABC):
     #: True: the agent learns from a fixed demo buffer only; the trainer runs updates and
     #: evaluations without collecting (``robotrl.offline``).
     offline: bool = False
+    #: True: the agent learns from its own rollouts (PPO); the trainer runs
+    #: ``robotrl.onpolicy.train_on_policy`` instead of a collection loop, without replay.
+    on_policy: bool = False
     #: With ``replay_horizon``: sample every step, padding windows past an episode's end
     #: (``action_seq_mask``; ``EpisodicReplay.sample(pad=True)``).
     replay_pad: bool = False

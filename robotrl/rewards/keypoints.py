@@ -7,16 +7,19 @@ built-in task use it). Each pixel is lifted to 3D with the camera model: the pix
 is intersected with a known plane (the table, ``plane_z``), or followed for a measured depth.
 The waypoints and the tracked point's start position form a path ``p_0, w_1, .., w_K``.
 
-The score is the progress along that path: the arc length, from ``p_0``, of the point of the path
-closest to the tracked position, divided by the path's length, so 0 at the start and 1 at the
-last waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI counts a
-keypoint reached within a threshold: overshooting the last keypoint a little is no loss). It
-depends only on the current position (no hidden state), so online scoring and
-scoring a finished episode in one batch agree; use it as a potential (``as_potential=True``) to
-get KAGI's dense "progress towards the next keypoint" reward without changing the optimal policy.
-KAGI scores the distance to the next keypoint and switches keypoints when one is reached; our
-path progress is the stateless form of the same signal. The tracked point is read from
-``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
+The score is the progress along that path minus the distance from it: ``(s − d) / L``, where
+``s`` is the arc length, from ``p_0``, of the path point closest to the tracked position, ``d``
+the distance to that point and ``L`` the path's length. So it is 0 at the start, 1 on the last
+waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI counts a
+keypoint reached within a threshold), and lower the further the point strays from the path:
+progress alone would score every point past the last waypoint as 1, and a policy finds such
+holes (an agent trained on progress alone parked against the wall behind the target). It
+depends only on the current position (no hidden state), so online scoring and scoring a
+finished episode in one batch agree. KAGI scores the distance to the next keypoint and switches
+keypoints when one is reached; path progress is the stateless form of the same signal. Used
+directly it is a dense reward; as a potential (``as_potential=True``) it only reshapes another
+reward (its shaped return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read
+from ``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
 
 Camera conventions are MuJoCo's: the camera looks along its ``-z`` axis with ``+y`` up; pixel
 ``(u, v)`` is column ``u`` from the left and row ``v`` from the top, centre at ``+0.5``;
@@ -215,13 +218,14 @@ class KeypointReward(RewardModel):
 
 
 def path_progress(path: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Arc length of the path point closest to each point, over the path length, ``[N]``."""
+    """``(s − d) / L`` for each point (module docstring): the arc length ``s`` of the closest
+    path point, less the distance ``d`` to it, over the path length ``L``; ``[N]``."""
     starts, ends = path[:-1], path[1:]
     segments = ends - starts  # [S, D]
     lengths = np.linalg.norm(segments, axis=1)
     total = lengths.sum()
-    if total == 0:
-        return np.ones(len(points))  # the tracked point starts on the only waypoint
+    if total == 0:  # the tracked point started on the only waypoint: L taken as 1 m
+        return 1.0 - np.linalg.norm(points - path[-1], axis=1)
     offsets = points[:, None, :] - starts[None]  # [N, S, D]
     along = np.einsum("nsd,sd->ns", offsets, segments) / np.maximum(lengths**2, 1e-12)
     along = np.clip(along, 0.0, 1.0)
@@ -230,7 +234,8 @@ def path_progress(path: np.ndarray, points: np.ndarray) -> np.ndarray:
     segment = distance.argmin(axis=1)
     before = np.concatenate([[0.0], np.cumsum(lengths)])[segment]
     rows = np.arange(len(points))
-    return (before + along[rows, segment] * lengths[segment]) / total
+    arc = before + along[rows, segment] * lengths[segment]
+    return (arc - distance[rows, segment]) / total
 
 
 def build_reward_model(options: dict[str, Any]) -> KeypointReward:

@@ -52,10 +52,12 @@ def test_camera_model_rejects_bad_input() -> None:
         camera.lift_to_plane(np.array([[4.0, 4.0]]), plane_z=2.0)
 
 
-def test_path_progress_is_arc_length_of_the_closest_path_point() -> None:
+def test_path_progress_is_arc_length_less_distance_of_the_closest_path_point() -> None:
     path = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]])  # length 3
     points = np.array([[0.5, 0.3], [1.2, 1.0], [1.0, 2.5], [-1.0, 0.0], [0.9, 0.05]])
-    expected = [0.5 / 3, 2.0 / 3, 1.0, 0.0, 0.9 / 3]
+    # closest path points: (0.5, 0) at 0.3; (1, 1) at 0.2; the end (1, 2) at 0.5 (past the
+    # end is no longer "done"); the start at 1.0; (0.9, 0) at 0.05.
+    expected = [(0.5 - 0.3) / 3, (2.0 - 0.2) / 3, (3.0 - 0.5) / 3, -1.0 / 3, (0.9 - 0.05) / 3]
     np.testing.assert_allclose(path_progress(path, points), expected, atol=1e-12)
 
 

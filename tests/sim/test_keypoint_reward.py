@@ -19,14 +19,11 @@ from robotrl_sim.cameras import camera_model
 SIZE = 64
 
 
-def reward_env(seed: int) -> tuple[RewardWrapper, ReachEnv]:
+def reward_env(seed: int, *overrides: str) -> tuple[RewardWrapper, ReachEnv]:
     register_configs()
+    preset = ["+reward=keypoints_builtin_reach", f"env.image_size={SIZE}"]
     with initialize_config_module("robotrl.conf", version_base="1.3"):
-        cfg = to_train_config(
-            compose(
-                "train", overrides=["+reward=keypoints_builtin_reach", f"env.image_size={SIZE}"]
-            )
-        )
+        cfg = to_train_config(compose("train", overrides=[*preset, *overrides]))
     env = build_env(cfg.task, cfg.env, seed)
     wrapper = find_reward_wrapper(env)
     assert wrapper is not None and isinstance(wrapper.model, KeypointReward)
@@ -78,13 +75,13 @@ def test_progress_rises_monotonically_along_a_scripted_rollout_and_not_a_shuffle
 
 def test_the_shaped_reward_telescopes_to_the_progress_gained() -> None:
     _, scores, _ = rollout(seed=5)
-    wrapper2, reach = reward_env(seed=5)
+    wrapper2, reach = reward_env(5, "task.reward.as_potential=true", "task.reward.weight=10")
     wrapper2.reset(seed=5)
     total, discount = 0.0, 1.0
     for _ in range(25):
         _, reward, *_ = wrapper2.step(scripted_action(reach))
         total += discount * float(reward)
         discount *= wrapper2.discount
-    # Σ γ^t (γ Φ(o_{t+1}) − Φ(o_t)) = γ^T Φ(o_T) − Φ(o_0), times the preset's weight.
+    # Σ γ^t (γ Φ(o_{t+1}) − Φ(o_t)) = γ^T Φ(o_T) − Φ(o_0), times the weight.
     expected = wrapper2.weight * (discount * scores[-1] - scores[0])
     assert abs(total - expected) < 1e-4

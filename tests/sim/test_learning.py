@@ -79,6 +79,42 @@ def test_agent_learns_builtin_reach_well_above_random(tmp_path, agent):
     assert (run_dir / "learning_curve.png").exists() and (run_dir / "videos").is_dir()
 
 
+def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
+    """DrQ-v2 never sees the env's reward: it learns from the keypoint reward (the green disc
+    found in the first frame, lifted to the floor, progress towards it as a potential). Success
+    is judged by the env's own return, which evaluation logs as ``env_return``."""
+    frames = FRAMES["drqv2"]
+    done = subprocess.run(
+        [
+            str(BIN / "robotrl-train"),
+            "+reward=keypoints_builtin_reach",
+            f"runs_root={tmp_path}",
+            f"seed={SEED}",
+            f"frames={frames}",
+            f"eval_every_frames={frames}",
+            f"eval_episodes={EVAL_EPISODES}",
+            "logger.progress_bar=false",
+            "logger.tensorboard=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    run_dir = tmp_path / "builtin" / "reach" / "drqv2" / "default" / f"seed{SEED}"
+    with open(run_dir / "eval.csv") as handle:
+        rows = {int(row["frame"]): row for row in csv.DictReader(handle)}
+    learned = float(rows[frames]["env_return"])
+    untrained = float(rows[0]["env_return"])
+    random_return = random_policy_return(eval_reset_seed(SEED))
+    print(
+        f"keypoint reward: random {random_return:.1f}, untrained {untrained:.1f}, "
+        f"learned {learned:.1f} (env return); proxy {float(rows[frames]['proxy_return']):.2f}"
+    )
+    assert learned > random_return + 25.0
+    assert learned > untrained + 25.0
+
+
 # -- batched MuJoCo Warp worlds ------------------------------------------------------------------
 
 WARP_WORLDS = 8

@@ -1,0 +1,466 @@
+"""The parts of a DreamerV3 world model (Hafner et al. 2023, "Mastering Diverse Domains through
+World Models"), used by ``robotrl.agents.dreamer``.
+
+- ``symlog``/``symexp`` and :class:`TwoHotBins`: the symlog-spaced two-hot distribution that
+  reward head and critic predict (255 bins in symlog space ``[-20, 20]``).
+- :class:`RSSM`: a recurrent state-space model with a GRU deterministic state ``h`` and
+  categorical stochastic latents ``z`` (``groups × classes`` one-hots, straight-through
+  gradients, 1% "unimix" of the uniform distribution into prior and posterior probabilities).
+- :class:`ConvEncoder`/:class:`ConvDecoder`: stride-2 4×4 convolutions with channel LayerNorm
+  and SiLU, for square images of any size (32, 64, 84, ...): the encoder halves the image until
+  it is at most 6 pixels wide; the decoder maps features to the matching small grid, doubles it
+  with transposed convolutions and crops (84 → grid 6 → 96 → crop 84).
+- :class:`WorldModel`: encoders (one shared CNN over every camera view, embeddings concatenated;
+  proprio symlog'd then an MLP), RSSM, decoders (one CNN decoder emitting every view's channels;
+  proprio decoded in symlog space), reward head (two-hot, zero-initialised output layer) and
+  continue head (Bernoulli), and :func:`kl_balance` (free bits per step, DreamerV3's dynamics /
+  representation split).
+
+Departures from the reference, and why:
+- The GRU is a plain LayerNorm GRU cell (update-gate bias -1 as in DreamerV3) on one input
+  layer; the 2024 reference splits the GRU into blocks. The paper's model is the one here.
+- The initial state is learned (``h0 = tanh(w)``, ``z0`` = mode of the prior at ``h0``), as in
+  the reference; the previous action at an episode start is zero.
+- One decoder reconstructs all views at once (``V·C`` output channels); the reference has one
+  CNN per image key. Views share the encoder CNN, so parameters do not grow with cameras.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x)·log(1 + |x|)``: compresses large magnitudes, identity-like near 0."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`symlog`: ``sign(x)·(exp(|x|) − 1)``."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+class TwoHotBins(nn.Module):
+    """A categorical over ``num_bins`` equally spaced bins in symlog space ``[-limit, limit]``.
+
+    A value is encoded as weights on the two bins around ``symlog(value)`` (their weighted mean
+    is exactly ``symlog(value)``); a prediction decodes to ``symexp(E[bin])``.
+    """
+
+    bins: torch.Tensor
+
+    def __init__(self, num_bins: int = 255, limit: float = 20.0) -> None:
+        super().__init__()
+        if num_bins < 2 or num_bins % 2 == 0:
+            raise ValueError(f"num_bins must be odd and >= 3 (a bin at 0), got {num_bins}")
+        half = torch.linspace(0.0, limit, num_bins // 2 + 1)
+        # Built from one half so that the bins are exactly symmetric: uniform logits decode to 0.
+        self.register_buffer("bins", torch.cat([-half[1:].flip(0), half]), persistent=False)
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bins)
+
+    def encode(self, value: torch.Tensor) -> torch.Tensor:
+        """Two-hot targets ``[..., num_bins]`` for ``value`` (clipped to the bin range)."""
+        x = symlog(value).clamp(self.bins[0], self.bins[-1])
+        below = (torch.searchsorted(self.bins, x.contiguous(), right=True) - 1).clamp(
+            0, self.num_bins - 2
+        )
+        low, high = self.bins[below], self.bins[below + 1]
+        weight_high = ((x - low) / (high - low)).clamp(0.0, 1.0)
+        target = F.one_hot(below, self.num_bins) * (1 - weight_high)[..., None]
+        return target + F.one_hot(below + 1, self.num_bins) * weight_high[..., None]
+
+    def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
+        """``symexp(Σ p·bins)`` for probabilities ``[..., num_bins]``."""
+        return symexp((probs * self.bins).sum(-1))
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        """The predicted value of logits ``[..., num_bins]``."""
+        return self.decode_probs(torch.softmax(logits, -1))
+
+    def loss(self, logits: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the logits against the two-hot encoding of ``value`` (per element)."""
+        target = self.encode(value.detach())
+        return -(target * torch.log_softmax(logits, -1)).sum(-1)
+
+
+# -- building blocks ----------------------------------------------------------------------------
+
+
+def mlp(in_dim: int, hidden_dim: int, layers: int, out_dim: int | None = None) -> nn.Sequential:
+    """``layers`` × (Linear → LayerNorm → SiLU), then a Linear to ``out_dim`` if given."""
+    blocks: list[nn.Module] = []
+    width = in_dim
+    for _ in range(layers):
+        blocks += [nn.Linear(width, hidden_dim, bias=False), nn.LayerNorm(hidden_dim), nn.SiLU()]
+        width = hidden_dim
+    if out_dim is not None:
+        blocks.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*blocks)
+
+
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a ``[N, C, H, W]`` map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def conv_stages(size: int, max_grid: int = 6) -> int:
+    """Stride-2 stages until an image of ``size`` pixels is at most ``max_grid`` wide."""
+    stages = 0
+    while math.ceil(size / 2**stages) > max_grid:
+        stages += 1
+    return stages
+
+
+class ConvEncoder(nn.Module):
+    """``[N, C, H, W]`` images in [0, 255] → ``[N, out_dim]`` (module docstring)."""
+
+    def __init__(self, channels: int, size: int, depth: int) -> None:
+        super().__init__()
+        self.stages = conv_stages(size)
+        layers: list[nn.Module] = []
+        width = channels
+        for stage in range(self.stages):
+            out = depth * 2**stage
+            layers += [nn.Conv2d(width, out, 4, 2, 1, bias=False), ChannelNorm(out), nn.SiLU()]
+            width = out
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        grid = size
+        for _ in range(self.stages):
+            grid //= 2  # kernel 4, stride 2, padding 1: floor(n / 2)
+        self.out_dim = width * grid * grid
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(pixels.float() / 255.0 - 0.5)
+        return out
+
+
+class ConvDecoder(nn.Module):
+    """Features ``[N, in_dim]`` → images ``[N, channels, size, size]`` centred on 0 (``x/255 −
+    0.5``): a Linear to a small grid, transposed convolutions that double it, a crop."""
+
+    def __init__(self, in_dim: int, channels: int, size: int, depth: int) -> None:
+        super().__init__()
+        self.size = size
+        stages = max(conv_stages(size), 1)
+        self.grid = math.ceil(size / 2**stages)
+        self.width = depth * 2 ** (stages - 1)
+        self.project = nn.Linear(in_dim, self.width * self.grid * self.grid)
+        layers: list[nn.Module] = []
+        width = self.width
+        for stage in reversed(range(stages)):
+            if stage == 0:
+                layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1))
+            else:
+                out = depth * 2 ** (stage - 1)
+                layers += [
+                    nn.ConvTranspose2d(width, out, 4, 2, 1, bias=False),
+                    ChannelNorm(out),
+                    nn.SiLU(),
+                ]
+                width = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.project(features).reshape(-1, self.width, self.grid, self.grid)
+        out: torch.Tensor = self.net(x)
+        return out[..., : self.size, : self.size]
+
+
+# -- latent state ------------------------------------------------------------------------------
+
+
+def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
+    """Log of ``(1 − u)·softmax(logits) + u/K`` over the last axis: every class keeps ≥ u/K."""
+    probs = torch.softmax(logits, -1)
+    if unimix > 0:
+        probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+    return torch.log(probs)
+
+
+def sample_one_hot(logits: torch.Tensor) -> torch.Tensor:
+    """One-hot samples of ``[..., K]`` logits with straight-through gradients (value: exact
+    one-hot; gradient: that of the probabilities)."""
+    probs = torch.softmax(logits, -1)
+    index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    return one_hot + (probs - probs.detach())  # the value stays an exact one-hot
+
+
+def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) of ``[..., G, K]`` categoricals, summed over the ``G`` groups → ``[...]``."""
+    log_p, log_q = torch.log_softmax(logits_p, -1), torch.log_softmax(logits_q, -1)
+    return (log_p.exp() * (log_p - log_q)).sum((-2, -1))
+
+
+def kl_balance(
+    post_logits: torch.Tensor, prior_logits: torch.Tensor, free_nats: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DreamerV3's two KL terms per step, each clipped below at ``free_nats``:
+    ``dyn = max(free, KL(sg(post) ‖ prior))`` trains the prior, ``rep = max(free, KL(post ‖
+    sg(prior)))`` trains the posterior (the representation)."""
+    dyn = categorical_kl(post_logits.detach(), prior_logits).clamp(min=free_nats)
+    rep = categorical_kl(post_logits, prior_logits.detach()).clamp(min=free_nats)
+    return dyn, rep
+
+
+@dataclass
+class LatentState:
+    """The RSSM's state: ``deter`` ``h`` ``[N, D]`` and ``stoch`` ``z`` ``[N, G, K]``."""
+
+    deter: torch.Tensor
+    stoch: torch.Tensor
+
+    def features(self) -> torch.Tensor:
+        """``[h, flatten(z)]``: what heads, actor and critic read."""
+        return torch.cat([self.deter, self.stoch.flatten(-2)], -1)
+
+
+class RSSM(nn.Module):
+    """GRU deterministic path + categorical stochastic latents (module docstring)."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        action_dim: int,
+        deter_dim: int,
+        hidden_dim: int,
+        groups: int,
+        classes: int,
+        unimix: float,
+    ) -> None:
+        super().__init__()
+        self.deter_dim, self.groups, self.classes, self.unimix = deter_dim, groups, classes, unimix
+        stoch_dim = groups * classes
+        self.feature_dim = deter_dim + stoch_dim
+        self.initial = nn.Parameter(torch.zeros(deter_dim))
+        self.img_in = mlp(stoch_dim + action_dim, hidden_dim, 1)
+        # LayerNorm GRU: one Linear for the reset, candidate and update gates.
+        self.gru = nn.Linear(hidden_dim + deter_dim, 3 * deter_dim, bias=False)
+        self.gru_norm = nn.LayerNorm(3 * deter_dim)
+        self.prior_net = mlp(deter_dim, hidden_dim, 1, stoch_dim)
+        self.post_net = mlp(deter_dim + embed_dim, hidden_dim, 1, stoch_dim)
+
+    def _logits(self, raw: torch.Tensor) -> torch.Tensor:
+        return unimix_logits(raw.reshape(*raw.shape[:-1], self.groups, self.classes), self.unimix)
+
+    def initial_state(self, batch: int) -> LatentState:
+        deter = torch.tanh(self.initial).expand(batch, -1)
+        # The mode of the prior at h0, as a one-hot (deterministic, differentiable w.r.t. h0
+        # only through h0 itself).
+        prior = self._logits(self.prior_net(deter))
+        stoch = F.one_hot(prior.argmax(-1), self.classes).to(deter.dtype)
+        return LatentState(deter, stoch)
+
+    def img_step(
+        self, state: LatentState, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1})`` and the prior logits ``[N, G, K]`` at h_t."""
+        x = self.img_in(torch.cat([state.stoch.flatten(-2), action], -1))
+        gates = self.gru_norm(self.gru(torch.cat([x, state.deter], -1)))
+        reset, candidate, update = gates.chunk(3, -1)
+        candidate = torch.tanh(torch.sigmoid(reset) * candidate)
+        update = torch.sigmoid(update - 1.0)
+        deter = update * candidate + (1 - update) * state.deter
+        return deter, self._logits(self.prior_net(deter))
+
+    def post_logits(self, deter: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        return self._logits(self.post_net(torch.cat([deter, embed], -1)))
+
+    def reset_where(
+        self, state: LatentState, action: torch.Tensor, is_first: torch.Tensor
+    ) -> tuple[LatentState, torch.Tensor]:
+        """Rows where ``is_first`` get the initial state and a zero previous action."""
+        if not bool(is_first.any()):
+            return state, action
+        init = self.initial_state(len(is_first))
+        keep = (~is_first).to(action.dtype)
+        deter = torch.where(is_first[:, None], init.deter, state.deter)
+        stoch = torch.where(is_first[:, None, None], init.stoch, state.stoch)
+        return LatentState(deter, stoch), action * keep[:, None]
+
+    def observe(
+        self,
+        embed: torch.Tensor,
+        prev_action: torch.Tensor,
+        is_first: torch.Tensor,
+        state: LatentState | None = None,
+    ) -> tuple[LatentState, torch.Tensor, torch.Tensor, LatentState]:
+        """Filter a ``[B, T]`` sequence: posterior states ``[B, T, ...]``, prior and posterior
+        logits ``[B, T, G, K]``, and the last state (to continue from)."""
+        batch, length = embed.shape[:2]
+        if state is None:
+            state = self.initial_state(batch)
+        deters, stochs, priors, posts = [], [], [], []
+        for t in range(length):
+            state, action = self.reset_where(state, prev_action[:, t], is_first[:, t])
+            deter, prior = self.img_step(state, action)
+            post = self.post_logits(deter, embed[:, t])
+            state = LatentState(deter, sample_one_hot(post))
+            deters.append(deter)
+            stochs.append(state.stoch)
+            priors.append(prior)
+            posts.append(post)
+        states = LatentState(torch.stack(deters, 1), torch.stack(stochs, 1))
+        return states, torch.stack(priors, 1), torch.stack(posts, 1), state
+
+    def imagine_step(self, state: LatentState, action: torch.Tensor) -> LatentState:
+        deter, prior = self.img_step(state, action)
+        return LatentState(deter, sample_one_hot(prior))
+
+
+# -- the world model -------------------------------------------------------------------------
+
+
+@dataclass
+class WorldModelLosses:
+    """Per-step loss terms ``[B, T]`` and the posterior states they came from."""
+
+    image: torch.Tensor
+    proprio: torch.Tensor
+    reward: torch.Tensor
+    cont: torch.Tensor
+    dyn: torch.Tensor  # with free bits
+    rep: torch.Tensor  # with free bits
+    kl: torch.Tensor  # KL(post ‖ prior), no free bits, no stop-gradient
+    prior_logits: torch.Tensor  # [B, T, G, K]
+    post_logits: torch.Tensor
+    states: LatentState
+    last_state: LatentState
+
+
+class WorldModel(nn.Module):
+    """Encoders, RSSM, decoders, reward and continue heads (module docstring).
+
+    ``pixels_shape`` is ``[C, H, W]`` or ``[V, C, H, W]`` (square images); ``proprio_dim`` 0:
+    no proprio.
+    """
+
+    def __init__(
+        self,
+        pixels_shape: tuple[int, ...],
+        action_dim: int,
+        *,
+        proprio_dim: int = 0,
+        deter_dim: int = 512,
+        hidden_dim: int = 512,
+        groups: int = 32,
+        classes: int = 32,
+        cnn_depth: int = 32,
+        mlp_layers: int = 2,
+        unimix: float = 0.01,
+        num_bins: int = 255,
+    ) -> None:
+        super().__init__()
+        if len(pixels_shape) not in (3, 4) or pixels_shape[-1] != pixels_shape[-2]:
+            raise ValueError(
+                f"pixels must be [C, H, W] or [V, C, H, W] with H == W, got {pixels_shape}"
+            )
+        self.pixels_shape = tuple(pixels_shape)
+        self.views = pixels_shape[0] if len(pixels_shape) == 4 else 1
+        channels, size = pixels_shape[-3], pixels_shape[-1]
+        self.proprio_dim = proprio_dim
+        self.encoder = ConvEncoder(channels, size, cnn_depth)
+        embed_dim = self.views * self.encoder.out_dim
+        if proprio_dim:
+            self.proprio_encoder = mlp(proprio_dim, hidden_dim, mlp_layers)
+            embed_dim += hidden_dim
+        self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, groups, classes, unimix)
+        feature_dim = self.rssm.feature_dim
+        self.decoder = ConvDecoder(feature_dim, self.views * channels, size, cnn_depth)
+        if proprio_dim:
+            self.proprio_decoder = mlp(feature_dim, hidden_dim, mlp_layers, proprio_dim)
+        self.twohot = TwoHotBins(num_bins)
+        self.reward_head = mlp(feature_dim, hidden_dim, mlp_layers, num_bins)
+        final = self.reward_head[-1]
+        assert isinstance(final, nn.Linear)
+        nn.init.zeros_(final.weight)  # DreamerV3: predicts 0 at the start, no early reward noise
+        nn.init.zeros_(final.bias)
+        self.cont_head = mlp(feature_dim, hidden_dim, mlp_layers, 1)
+
+    def embed(self, pixels: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
+        """``pixels`` ``[..., (V,) C, H, W]`` (+ ``proprio`` ``[..., P]``) → ``[..., E]``."""
+        lead = pixels.shape[: pixels.dim() - len(self.pixels_shape)]
+        images = pixels.reshape(-1, *self.pixels_shape[-3:])
+        out = self.encoder(images).reshape(*lead, -1)  # views concatenated
+        if self.proprio_dim:
+            if proprio is None:
+                raise KeyError(f"this world model expects {self.proprio_dim} proprio values")
+            out = torch.cat([out, self.proprio_encoder(symlog(proprio.float()))], -1)
+        return out
+
+    def decode_image(self, features: torch.Tensor) -> torch.Tensor:
+        """Reconstructions ``[..., (V,) C, H, W]`` (in ``pixels/255 − 0.5`` units)."""
+        lead = features.shape[:-1]
+        out = self.decoder(features.reshape(-1, features.shape[-1]))
+        return out.reshape(*lead, *self.pixels_shape)
+
+    def reward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.twohot.decode(self.reward_head(features))
+
+    def cont_logit(self, features: torch.Tensor) -> torch.Tensor:
+        logit: torch.Tensor = self.cont_head(features).squeeze(-1)
+        return logit
+
+    def losses(
+        self,
+        pixels: torch.Tensor,
+        proprio: torch.Tensor | None,
+        prev_action: torch.Tensor,
+        reward: torch.Tensor,
+        is_first: torch.Tensor,
+        is_terminal: torch.Tensor,
+        *,
+        free_nats: float,
+        decoder_on_detached: bool = False,
+        reconstruct: bool = True,
+        state: LatentState | None = None,
+    ) -> WorldModelLosses:
+        """Every per-step term of the world-model loss on a ``[B, T]`` sequence batch.
+
+        ``decoder_on_detached``: the decoders see stop-gradient features (RePo's probe), so
+        reconstruction trains only the decoders, never the representation. ``reconstruct``
+        False: no decoding at all (image and proprio terms are zeros).
+        """
+        embed = self.embed(pixels, proprio)
+        states, prior, post, last = self.rssm.observe(embed, prev_action, is_first, state)
+        features = states.features()
+        decoder_in = features.detach() if decoder_on_detached else features
+        zeros = torch.zeros(features.shape[:2], device=features.device, dtype=features.dtype)
+        image = zeros
+        if reconstruct:
+            target = pixels.float() / 255.0 - 0.5
+            image = (self.decode_image(decoder_in) - target).pow(2).flatten(2).sum(-1)
+        if reconstruct and self.proprio_dim and proprio is not None:
+            proprio_error = self.proprio_decoder(decoder_in) - symlog(proprio.float())
+            proprio_loss = proprio_error.pow(2).sum(-1)
+        else:
+            proprio_loss = zeros
+        reward_loss = self.twohot.loss(self.reward_head(features), reward)
+        cont_target = (~is_terminal).to(features.dtype)
+        cont_loss = F.binary_cross_entropy_with_logits(
+            self.cont_logit(features), cont_target, reduction="none"
+        )
+        dyn, rep = kl_balance(post, prior, free_nats)
+        return WorldModelLosses(
+            image=image,
+            proprio=proprio_loss,
+            reward=reward_loss,
+            cont=cont_loss,
+            dyn=dyn,
+            rep=rep,
+            kl=categorical_kl(post, prior),
+            prior_logits=prior,
+            post_logits=post,
+            states=states,
+            last_state=last,
+        )

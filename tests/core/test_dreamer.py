@@ -1,0 +1,277 @@
+"""The DreamerV3 agent (robotrl.agents.dreamer): λ-returns and the return normaliser against
+hand/numpy numbers, updates on sequence batches (one view, two views + proprio, RePo), acting
+state across episodes, checkpoints and config errors. Tiny networks, 32×32 images."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from robotrl.agents import agent_class
+from robotrl.agents.dreamer import (
+    DreamerAgent,
+    DreamerConfig,
+    ReturnNormalizer,
+    lambda_return,
+)
+
+ACTION_DIM = 2
+
+
+def tiny_config(**overrides: object) -> DreamerConfig:
+    sizes: dict[str, object] = {
+        "deter_dim": 32,
+        "hidden_dim": 32,
+        "mlp_layers": 1,
+        "cnn_depth": 4,
+        "stoch_groups": 4,
+        "stoch_classes": 4,
+        "sequence_length": 6,
+        "imag_horizon": 4,
+    }
+    return DreamerConfig(**(sizes | overrides))  # type: ignore[arg-type]
+
+
+def make_agent(
+    shape: tuple[int, ...] = (3, 32, 32), proprio_dim: int = 0, **overrides: object
+) -> DreamerAgent:
+    return DreamerAgent(
+        tiny_config(**overrides),
+        obs_shape=shape,
+        action_dim=ACTION_DIM,
+        device="cpu",
+        proprio_dim=proprio_dim,
+    )
+
+
+def sequence_batch(
+    shape: tuple[int, ...] = (3, 32, 32), proprio_dim: int = 0, batch: int = 3, length: int = 6
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    is_first = np.zeros((batch, length), bool)
+    is_first[:, 0] = True
+    is_first[1, 3] = True  # a reset inside a window must be handled too
+    is_terminal = np.zeros((batch, length), bool)
+    is_terminal[2, -1] = True
+    data = {
+        "obs": rng.integers(0, 256, (batch, length, *shape), dtype=np.uint8),
+        "prev_action": np.where(
+            is_first[..., None], 0, rng.uniform(-1, 1, (batch, length, ACTION_DIM))
+        ).astype(np.float32),
+        "reward": np.where(is_first, 0, rng.normal(size=(batch, length))).astype(np.float32),
+        "is_first": is_first,
+        "is_terminal": is_terminal,
+    }
+    if proprio_dim:
+        data["proprio"] = rng.normal(size=(batch, length, proprio_dim)).astype(np.float32)
+    return data
+
+
+def test_lambda_return_matches_hand_computation() -> None:
+    # States s0..s3; reward/cont describe arriving at each state (column 0 unused).
+    reward = torch.tensor([[9.0, 1.0, 2.0, 3.0]])
+    cont = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    value = torch.tensor([[5.0, 10.0, 20.0, 30.0]])
+    gamma, lam = 0.9, 0.5
+    # By hand: R3 = v3 = 30
+    # R2 = r3 + γ c3 ((1-λ) v3 + λ R3) = 3 + 0.9 * (15 + 15) = 30
+    # R1 = r2 + γ c2 (...) = 2 + 0 = 2
+    # R0 = r1 + γ c1 ((1-λ) v1 + λ R1) = 1 + 0.9 * (5 + 1) = 6.4
+    expected = torch.tensor([[6.4, 2.0, 30.0]])
+    assert torch.allclose(lambda_return(reward, cont, value, gamma, lam), expected)
+    # λ = 0: one-step TD targets; λ = 1: Monte Carlo with a v_H bootstrap.
+    td = lambda_return(reward, cont, value, gamma, 0.0)
+    assert torch.allclose(td, torch.tensor([[1 + 0.9 * 10, 2.0, 3 + 0.9 * 30]]))
+    mc = lambda_return(reward, cont, value, gamma, 1.0)
+    assert torch.allclose(mc, torch.tensor([[1 + 0.9 * 2, 2.0, 3 + 0.9 * 30]]))
+
+
+def test_return_normalizer_tracks_numpy_percentiles() -> None:
+    rng = np.random.default_rng(0)
+    norm = ReturnNormalizer(decay=0.99, low=0.05, high=0.95, limit=1.0)
+    low = high = 0.0
+    for scale in (1.0, 50.0, 200.0):
+        returns = rng.normal(scale=scale, size=(64, 15)).astype(np.float32)
+        norm.update(torch.as_tensor(returns))
+        low = 0.99 * low + 0.01 * np.percentile(returns, 5)
+        high = 0.99 * high + 0.01 * np.percentile(returns, 95)
+        assert norm.low == pytest.approx(low, rel=1e-4)
+        assert norm.high == pytest.approx(high, rel=1e-4)
+        assert norm.scale == pytest.approx(max(1.0, high - low), rel=1e-4)
+    assert norm.scale > 1.0
+    # A narrow return range is not blown up: S = max(1, P95 - P5).
+    small = ReturnNormalizer(decay=0.0, low=0.05, high=0.95, limit=1.0)
+    assert small.update(torch.linspace(0, 0.1, 101)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("shape", "proprio_dim", "overrides"),
+    [
+        ((3, 32, 32), 0, {}),
+        ((2, 3, 32, 32), 4, {}),
+        ((3, 32, 32), 0, {"repo": True}),
+        ((3, 32, 32), 3, {"repo": True, "probe_decoder": False}),
+    ],
+    ids=["single_view", "two_views_proprio", "repo", "repo_no_probe"],
+)
+def test_update_runs_and_losses_are_finite(
+    shape: tuple[int, ...], proprio_dim: int, overrides: dict[str, object]
+) -> None:
+    torch.manual_seed(0)
+    agent = make_agent(shape, proprio_dim, **overrides)
+    before = copy.deepcopy(agent.actor.state_dict())
+    metrics = agent.update(sequence_batch(shape, proprio_dim), step=0)
+    metrics |= agent.update(sequence_batch(shape, proprio_dim), step=1)
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    for key in ("model_loss", "reward_loss", "cont_loss", "actor_loss", "critic_loss"):
+        assert key in metrics
+    if overrides.get("repo") and not overrides.get("probe_decoder", True):
+        assert metrics["image_loss"] == 0.0
+    else:
+        assert metrics["image_loss"] > 0.0
+    assert (metrics["proprio_loss"] > 0) == (proprio_dim > 0 and agent.cfg.probe_decoder)
+    changed = any(not torch.equal(before[k], v) for k, v in agent.actor.state_dict().items())
+    assert changed
+
+
+def test_repo_decoder_is_a_probe() -> None:
+    """With RePo the reconstruction loss must not reach the encoder or the RSSM."""
+    torch.manual_seed(0)
+    agent = make_agent(repo=True)
+    batch = sequence_batch()
+    world_model = agent.world_model
+    terms = world_model.losses(
+        torch.as_tensor(batch["obs"]), None, torch.as_tensor(batch["prev_action"]),
+        torch.as_tensor(batch["reward"]), torch.as_tensor(batch["is_first"]),
+        torch.as_tensor(batch["is_terminal"]), free_nats=1.0, decoder_on_detached=True,
+    )  # fmt: skip
+    terms.image.sum().backward()
+    assert all(p.grad is None for p in world_model.encoder.parameters())
+    assert all(p.grad is None for p in world_model.rssm.parameters())
+    assert any(p.grad is not None for p in world_model.decoder.parameters())
+
+
+@pytest.mark.parametrize(("target_kl", "grows"), [(1e-4, True), (1e6, False)])
+def test_repo_multiplier_moves_with_the_constraint(target_kl: float, grows: bool) -> None:
+    torch.manual_seed(0)
+    agent = make_agent(repo=True, repo_target_kl=target_kl, repo_beta_lr=1e-2)
+    assert agent.multiplier is not None
+    start = agent.multiplier().item()
+    metrics = agent.update(sequence_batch(), step=0)
+    assert (metrics["repo_kl_violation"] > 0) == grows
+    after = agent.multiplier().item()
+    assert (after > start) == grows and after != start
+
+
+def test_act_batch_shapes_range_and_reset_rows() -> None:
+    obs = {"pixels": sequence_batch(batch=3)["obs"][:, 0]}
+    torch.manual_seed(1)
+    fresh = make_agent()
+    torch.manual_seed(1)
+    first = fresh.act_batch(obs, step=0, eval_mode=True)
+    assert first.shape == (3, ACTION_DIM) and first.dtype == np.float32
+    assert np.all(np.abs(first) <= 1.0)
+
+    torch.manual_seed(1)
+    agent = make_agent()
+    for _ in range(3):  # the recurrent state moves away from the initial state
+        agent.act_batch(obs, step=0, eval_mode=True)
+        training = agent.act_batch(obs, step=10**6, eval_mode=False)
+        assert np.all(np.abs(training) <= 1.0)
+    agent.begin_episodes(np.array([False, True, False]))
+    torch.manual_seed(1)
+    after_reset = agent.act_batch(obs, step=0, eval_mode=True)
+    assert np.allclose(after_reset[1], first[1], atol=1e-6)
+    assert not np.allclose(after_reset[0], first[0], atol=1e-6)
+    # The previous action fed back is the one returned: the stored state holds it.
+    assert np.allclose(agent._acting[True].prev_action.numpy(), after_reset)
+
+    # Resetting everything (mask None) and a single-env act.
+    agent.begin_episodes()
+    torch.manual_seed(1)
+    assert np.allclose(agent.act_batch(obs, step=0, eval_mode=True), first, atol=1e-6)
+    single = agent.act({"pixels": obs["pixels"][0]}, step=0, eval_mode=True)
+    assert single.shape == (ACTION_DIM,)
+
+
+def test_exploration_actions_are_uniform_and_fed_back() -> None:
+    torch.manual_seed(0)
+    agent = make_agent(num_expl_steps=100)
+    obs = {"pixels": sequence_batch(batch=64)["obs"][:, 0]}
+    actions = agent.act_batch(obs, step=5, eval_mode=False)
+    assert np.all(np.abs(actions) <= 1.0)
+    assert actions.std() > 0.45  # uniform on [-1, 1]: std 0.577; the actor's is tanh-bounded
+    assert np.allclose(agent._acting[False].prev_action.numpy(), actions)
+    # Training and evaluation keep separate states.
+    agent.act_batch({"pixels": obs["pixels"][:2]}, step=5, eval_mode=True)
+    assert len(agent._acting[False].prev_action) == 64
+
+
+def test_state_dict_round_trip_reproduces_the_next_update() -> None:
+    torch.manual_seed(0)
+    agent = make_agent(repo=True)
+    agent.update(sequence_batch(), step=0)
+    state = copy.deepcopy(agent.state_dict())
+    torch.manual_seed(5)
+    restored = make_agent(repo=True)
+    restored.load_state_dict(state)
+    assert restored.return_norm.low == agent.return_norm.low
+    torch.manual_seed(3)
+    expected = agent.update(sequence_batch(), step=1)
+    torch.manual_seed(3)
+    got = restored.update(sequence_batch(), step=1)
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert set(agent.get_weights()) == {"world_model", "actor"}
+
+
+def test_registry_and_contract_attributes() -> None:
+    assert agent_class("dreamer") is DreamerAgent
+    agent = make_agent(sequence_length=7, update_every_steps=3)
+    assert agent.replay_sequence == 7 and agent.update_every_steps == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"discount": 1.5}, "discount"),
+        ({"imag_horizon": 0}, "imag_horizon"),
+        ({"return_norm_low": 0.9, "return_norm_high": 0.1}, "return_norm"),
+        ({"num_bins": 254}, "num_bins"),
+        ({"actor_min_std": 2.0}, "actor_min_std"),
+        ({"repo_target_kl": -1.0}, "repo_target_kl"),
+    ],
+)
+def test_bad_config_raises(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**overrides)
+
+
+def test_bad_inputs_raise() -> None:
+    agent = make_agent()
+    with pytest.raises(ValueError, match="sequence"):
+        agent.update({k: v[:, 0] for k, v in sequence_batch().items()}, step=0)
+    with pytest.raises(ValueError, match="pixels"):
+        agent.act_batch({"pixels": np.zeros((1, 3, 16, 16), np.uint8)}, step=0, eval_mode=True)
+    with pytest.raises(ValueError, match="proprio_dim"):
+        make_agent(proprio_dim=-1)
+    with pytest.raises(ValueError, match=r"H == W"):
+        make_agent(shape=(3, 32, 24))
+
+
+@pytest.mark.parametrize("task", ["dmc/walker_walk", "dmc/humanoid_run", "builtin/reach"])
+def test_packaged_config_composes_with_task_presets(task: str) -> None:
+    from hydra import compose, initialize_config_module
+
+    from robotrl.builders import to_train_config
+    from robotrl.config import register_configs
+
+    register_configs()
+    with initialize_config_module("robotrl.conf", version_base="1.3"):
+        cfg = to_train_config(compose("train", overrides=["agent=dreamer", f"task={task}"]))
+    agent_cfg = cfg.agent
+    assert isinstance(agent_cfg, DreamerConfig)
+    assert (agent_cfg.sequence_length, agent_cfg.imag_horizon) == (64, 15)
+    assert agent_cfg.discount == 0.997 and agent_cfg.stoch_groups == 32
