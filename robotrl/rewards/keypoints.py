@@ -7,19 +7,21 @@ built-in task use it). Each pixel is lifted to 3D with the camera model: the pix
 is intersected with a known plane (the table, ``plane_z``), or followed for a measured depth.
 The waypoints and the tracked point's start position form a path ``p_0, w_1, .., w_K``.
 
-The score is the progress along that path minus the distance from it: ``(s − d) / L``, where
-``s`` is the arc length, from ``p_0``, of the path point closest to the tracked position, ``d``
-the distance to that point and ``L`` the path's length. So it is 0 at the start, 1 on the last
-waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI counts a
-keypoint reached within a threshold), and lower the further the point strays from the path:
-progress alone would score every point past the last waypoint as 1, and a policy finds such
-holes (an agent trained on progress alone parked against the wall behind the target). It
-depends only on the current position (no hidden state), so online scoring and scoring a
-finished episode in one batch agree. KAGI scores the distance to the next keypoint and switches
-keypoints when one is reached; path progress is the stateless form of the same signal. Used
-directly it is a dense reward; as a potential (``as_potential=True``) it only reshapes another
-reward (its shaped return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read
-from ``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
+The score is minus the distance still to go along that path: ``−((L − s) + d)``, where ``s`` is
+the arc length, from ``p_0``, of the path point closest to the tracked position, ``d`` the
+distance to that point and ``L`` the path's length (metres). It is ``−L`` at the start, 0 on the
+last waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI counts a
+keypoint reached within a threshold), and lower the further the point strays from the path. This
+is KAGI's "negative distance to the next keypoint" plus the length of the path left after it,
+in a stateless form (KAGI switches keypoints when one is reached). Two things we tried first and
+dropped: progress alone (``s / L``) scores every point past the last waypoint as done, and an
+agent trained on it parked against the wall behind the target; dividing by ``L`` makes the
+reward's scale differ wildly between episodes (a start next to the target blows it up), and
+DrQ-v2 did not learn from it. The score depends only on the current position (no hidden state),
+so online scoring and scoring a finished episode in one batch agree. Used directly it is a dense
+reward; as a potential (``as_potential=True``) it only reshapes another reward (its shaped
+return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read from
+``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
 
 Camera conventions are MuJoCo's: the camera looks along its ``-z`` axis with ``+y`` up; pixel
 ``(u, v)`` is column ``u`` from the left and row ``v`` from the top, centre at ``+0.5``;
@@ -208,34 +210,31 @@ class KeypointReward(RewardModel):
         progress = path_progress(self.path, points)
         if self.success_radius is not None:  # the last keypoint counts as reached within it
             arrived = np.linalg.norm(points - self.path[-1], axis=1) <= self.success_radius
-            progress = np.where(arrived, 1.0, progress)
+            progress = np.where(arrived, 0.0, progress)
         return torch.as_tensor(progress, dtype=torch.float32)
 
     def is_success(self, scores: torch.Tensor) -> torch.Tensor | None:
         if self.success_radius is None:
             return None
-        return scores >= 1.0
+        return scores >= 0.0
 
 
 def path_progress(path: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``(s − d) / L`` for each point (module docstring): the arc length ``s`` of the closest
-    path point, less the distance ``d`` to it, over the path length ``L``; ``[N]``."""
+    """``−((L − s) + d)`` for each point, ``[N]`` (module docstring): the path length left after
+    the closest path point (arc length ``s`` of ``L``) plus the distance ``d`` to it."""
     starts, ends = path[:-1], path[1:]
     segments = ends - starts  # [S, D]
     lengths = np.linalg.norm(segments, axis=1)
-    total = lengths.sum()
-    if total == 0:  # the tracked point started on the only waypoint: L taken as 1 m
-        return 1.0 - np.linalg.norm(points - path[-1], axis=1)
     offsets = points[:, None, :] - starts[None]  # [N, S, D]
     along = np.einsum("nsd,sd->ns", offsets, segments) / np.maximum(lengths**2, 1e-12)
     along = np.clip(along, 0.0, 1.0)
     closest = starts[None] + along[..., None] * segments[None]
     distance = np.linalg.norm(points[:, None, :] - closest, axis=-1)
     segment = distance.argmin(axis=1)
-    before = np.concatenate([[0.0], np.cumsum(lengths)])[segment]
     rows = np.arange(len(points))
-    arc = before + along[rows, segment] * lengths[segment]
-    return (arc - distance[rows, segment]) / total
+    left = np.concatenate([np.cumsum(lengths[::-1])[::-1], [0.0]])  # length after segment start
+    to_go = left[segment] - along[rows, segment] * lengths[segment]
+    return -(to_go + distance[rows, segment])
 
 
 def build_reward_model(options: dict[str, Any]) -> KeypointReward:

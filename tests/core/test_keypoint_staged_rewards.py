@@ -52,12 +52,13 @@ def test_camera_model_rejects_bad_input() -> None:
         camera.lift_to_plane(np.array([[4.0, 4.0]]), plane_z=2.0)
 
 
-def test_path_progress_is_arc_length_less_distance_of_the_closest_path_point() -> None:
+def test_path_progress_is_minus_the_distance_still_to_go() -> None:
     path = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0]])  # length 3
-    points = np.array([[0.5, 0.3], [1.2, 1.0], [1.0, 2.5], [-1.0, 0.0], [0.9, 0.05]])
-    # closest path points: (0.5, 0) at 0.3; (1, 1) at 0.2; the end (1, 2) at 0.5 (past the
-    # end is no longer "done"); the start at 1.0; (0.9, 0) at 0.05.
-    expected = [(0.5 - 0.3) / 3, (2.0 - 0.2) / 3, (3.0 - 0.5) / 3, -1.0 / 3, (0.9 - 0.05) / 3]
+    points = np.array([[0.5, 0.3], [1.2, 1.0], [1.0, 2.5], [-1.0, 0.0], [0.9, 0.05], [1.0, 2.0]])
+    # closest path points: (0.5, 0) at 0.3 with 2.5 to go; (1, 1) at 0.2 with 1 to go; the end
+    # (1, 2) at 0.5 (past the end is not "done"); the start at 1.0 with 3 to go; (0.9, 0) at
+    # 0.05 with 2.1 to go; the end itself.
+    expected = [-2.8, -1.2, -0.5, -4.0, -2.15, 0.0]
     np.testing.assert_allclose(path_progress(path, points), expected, atol=1e-12)
 
 
@@ -75,7 +76,7 @@ def test_keypoint_reward_follows_progress_towards_the_marked_pixel() -> None:
     target = np.array([0.45, 0.45])
     halfway = torch.tensor([[0.0, *(target / 2)], [0.0, *target]], dtype=torch.float32)
     scores = reward.score(frame.expand(2, -1, -1, -1), halfway)
-    np.testing.assert_allclose(scores.numpy(), [0.5, 1.0], atol=1e-6)
+    np.testing.assert_allclose(scores.numpy(), [-np.linalg.norm(target) / 2, 0.0], atol=1e-6)
     assert reward.is_success(scores).tolist() == [False, True]
     with pytest.raises(ValueError, match="no pixel within"):
         reward.reset_episode(torch.zeros(1, 3, 16, 16, dtype=torch.uint8), start)
