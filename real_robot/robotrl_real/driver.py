@@ -29,7 +29,9 @@ the layer as a wrong-shaped command. Gripper commands (``Float64``, opening 0 = 
 latch; nothing else does.
 
 **Teleop.** While ``/<ns>/teleop/intervention`` is true, ``/<ns>/teleop/twist`` set-points are
-used and policy set-points ignored (counted); the switch takes effect on the next tick.
+used and policy set-points ignored (counted); the switch takes effect on the next tick. Teleop
+twists while the flag is false are ignored (counted): a device streams them all the time. Only a
+change of the flag drops pending set-points, since devices repeat it every tick.
 
 **Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
 :class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
@@ -315,6 +317,7 @@ class DriverNode:
         self._teleop: deque[_SetPoint] = deque()
         self._intervention = False
         self._goal: tuple[FloatArray, FloatArray] | None = None
+        self._goal_reached = False  # the last reset step went out this tick
         self._last_tick: float | None = None
         self._target: tuple[FloatArray, FloatArray] | None = None  # last target sent
         self._lock = threading.Lock()  # guards record/counts readers against the loop
@@ -430,6 +433,8 @@ class DriverNode:
             decision = safety.tick(now)
         if decision is not None:
             self._send(decision, now)
+        if self._goal_reached:
+            self._goal, self._goal_reached = None, False
         self._publish_state(state)
         self._publish_mode()
         backend.advance(now - previous)
@@ -449,12 +454,19 @@ class DriverNode:
             if kind == "twist" and self._intervention:
                 self.counts["ignored.policy_during_teleop"] += 1
                 return None
+            if kind == "teleop_twist" and not self._intervention:
+                # a teleop device streams twists all the time; they act only while it has control
+                self.counts["ignored.teleop_without_intervention"] += 1
+                return None
             self._goal = None
             target = self._teleop if kind == "teleop_twist" else self._policy
             target.append(_SetPoint(values, arrival))
             return None
         if kind == "trajectory":
-            return self._start_reset(message, now)
+            decision = self._start_reset(message, now)
+            if self._goal is not None:
+                self._publish_mode()  # "reset" is seen even if the arm is already at the goal
+            return decision
         if kind == "gripper":
             opening = safety.filter_gripper(message.data)
             if opening is not None:
@@ -472,16 +484,19 @@ class DriverNode:
                 self._clear_motion()
             return None
         if kind == "intervention":
-            self._intervention = bool(message.data)
-            self._policy.clear()
-            self._teleop.clear()
+            # Devices repeat the flag every tick; only a change of hands drops the set-points
+            # (a repeated flag must not wipe a teleop twist that arrived just before it).
+            if bool(message.data) != self._intervention:
+                self._intervention = bool(message.data)
+                self._policy.clear()
+                self._teleop.clear()
             return None
         raise AssertionError(f"unknown event kind {kind}")
 
     def _clear_motion(self) -> None:
         self._policy.clear()
         self._teleop.clear()
-        self._goal = None
+        self._goal, self._goal_reached = None, False
 
     def _start_reset(self, message: msgs.JointTrajectory, now: float) -> SafetyDecision | None:
         names = list(message.joint_names)
@@ -557,8 +572,9 @@ class DriverNode:
         )
         if not decision.held and decision.position is not None:
             remaining = float(np.linalg.norm(goal_position - decision.position))
-            if remaining < self.config.reset_tolerance:
-                self._goal = None
+            # Cleared after this last step is sent (``tick``): cleared now, the mode would read
+            # "hold" and the step would be turned into a hold short of the goal.
+            self._goal_reached = remaining < self.config.reset_tolerance
         return decision
 
     def _send(self, decision: SafetyDecision, now: float) -> None:

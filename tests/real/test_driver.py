@@ -139,6 +139,68 @@ def test_twist_is_integrated_over_each_tick_and_expires_after_the_watchdog_timeo
         driver.node.close()
 
 
+def test_teleop_stream_acts_only_with_control_and_a_repeated_flag_keeps_its_set_point():
+    """A teleop device streams twists and repeats its intervention flag every tick: twists
+    without control must neither move the arm nor cancel a reset, and a repeated flag must
+    not drop the set-point that arrived just before it."""
+    arm = KinematicArm()
+    driver = DriverNode(
+        arm,
+        DriverConfig(namespace="arm", safety=SAFETY),
+        domain_id=free_domain_id(),
+        dds_config=loopback_config(),
+    )
+    try:
+        t0 = 1000.0
+        driver.tick(t0)
+        start = arm.position.copy()
+        driver._events.put(("teleop_twist", twist(vx=0.1), t0 + 0.005))
+        driver.tick(t0 + 0.02)
+        np.testing.assert_allclose(arm.position, start)  # no control: ignored
+        assert driver.counts["ignored.teleop_without_intervention"] == 1
+        trajectory = msgs.JointTrajectory(
+            joint_names=["j1"], points=[msgs.JointTrajectoryPoint(positions=[0.0])]
+        )
+        driver._events.put(("trajectory", trajectory, t0 + 0.025))
+        driver._events.put(("teleop_twist", twist(vx=0.1), t0 + 0.03))
+        driver.tick(t0 + 0.04)
+        assert driver.mode == "reset"  # the stray teleop twist did not cancel the reset
+        for k in range(1, 60):  # finish the reset at reset_speed
+            driver.tick(t0 + 0.04 + 0.02 * k)
+        reached = np.linalg.norm(arm.position - [0.5, 0.1, 0.2])
+        assert reached < driver.config.reset_tolerance and driver.mode != "reset"
+        t1, before = t0 + 2.0, arm.position.copy()
+        flag = msgs.Bool(True)
+        driver._events.put(("intervention", flag, t1))
+        driver._events.put(("teleop_twist", twist(vy=0.1), t1 + 0.001))
+        driver._events.put(("intervention", flag, t1 + 0.002))  # repeated: keeps the twist
+        driver.tick(t1 + 0.02)
+        assert driver.mode == "teleop"
+        np.testing.assert_allclose(arm.position - before, [0.0, 0.1 * 0.019, 0.0], atol=1e-9)
+    finally:
+        driver.node.close()
+
+
+def test_a_reset_to_where_the_arm_already_is_is_seen_and_finishes(running):
+    """The env waits for the driver's mode to go through ``reset``; a goal reached on the first
+    tick must still show that mode."""
+    driver, client = running
+    modes: list[str] = []
+    client.subscription("control_mode", callback=lambda message: modes.append(message.data))
+    publisher = client.publisher("/joint_trajectory_controller/joint_trajectory")
+    assert publisher.wait_for_subscribers()
+    home = driver.backend.read_state().joint_positions
+    names = list(driver.backend.joint_names)
+    point = msgs.JointTrajectoryPoint(positions=[float(v) for v in home])
+    for _ in range(2):  # the second goal is where the first left the arm
+        modes.clear()
+        publisher.publish(msgs.JointTrajectory(joint_names=names, points=[point]))
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and not ("reset" in modes and modes[-1] != "reset"):
+            time.sleep(0.01)
+        assert "reset" in modes and modes[-1] != "reset", modes
+
+
 # ---------------------------------------------------------------------------------------------
 # watchdog
 
