@@ -53,11 +53,9 @@ def make_agent(
     ``proprio_dim`` > 0: observations and batches also carry ``proprio`` of that size.
     """
     cls = agent_class(cfg.name)
-    if proprio_dim:
-        return cls(  # type: ignore[call-arg]
-            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
-        )
-    return cls(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+    return cls(
+        cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+    )
 
 
 __all__ = ["AGENT_CLASSES", "Agent", "agent_class", "class_path", "make_agent"]

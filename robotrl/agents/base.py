@@ -50,14 +50,31 @@ class Agent(ABC):
     replay_sequence: int = 0
 
     def __init__(
-        self, cfg: Any, *, obs_shape: tuple[int, ...], action_dim: int, device: str
+        self,
+        cfg: Any,
+        *,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        device: str,
+        proprio_dim: int = 0,
     ) -> None:
+        if proprio_dim < 0:
+            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
         self.cfg = cfg
         self.obs_shape = obs_shape
         self.action_dim = action_dim
+        self.proprio_dim = proprio_dim  # > 0: observations and batches carry ``proprio``
         self.device = torch.device(device)
         self.modules = {}
         self.optimizers = {}
+        # Several cameras ([V, C*stack, H, W]) reach a pixel encoder as one image of V*C*stack
+        # channels: ``pixels_shape`` is that image's shape, ``pixels_ndim`` the observation's.
+        self.pixels_shape = (
+            int(np.prod(obs_shape[:-2])),
+            int(obs_shape[-2]),
+            int(obs_shape[-1]),
+        )
+        self.pixels_ndim = len(obs_shape)
 
     @abstractmethod
     def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:

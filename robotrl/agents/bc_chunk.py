@@ -125,15 +125,12 @@ class BCChunkAgent(Agent):
         device: str,
         proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: BCChunkConfig = cfg
-        if proprio_dim < 0:
-            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
-        self.proprio_dim = proprio_dim
         self.replay_horizon = cfg.chunk_size
-        pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
-        self.pixels_ndim = len(obs_shape)
-        self.encoder = PixelEncoder(pixels_shape).to(self.device)
+        self.encoder = PixelEncoder(self.pixels_shape).to(self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.policy = ChunkPolicy(

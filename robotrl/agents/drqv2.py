@@ -92,16 +92,12 @@ class DrQV2Agent(Agent):
         device: str,
         proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: DrQV2Config = cfg
-        if proprio_dim < 0:
-            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
-        self.proprio_dim = proprio_dim
         self.update_every_steps = cfg.update_every_steps
-        # Several cameras ([V, C*stack, H, W]) reach the encoder as one image of V*C*stack channels.
-        pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
-        self.pixels_ndim = len(obs_shape)
-        self.encoder = PixelEncoder(pixels_shape).to(self.device)
+        self.encoder = PixelEncoder(self.pixels_shape).to(self.device)
         repr_dim = self.encoder.repr_dim
         moe = cfg.moe if cfg.actor == "moe" else None
         self.actor = Actor(

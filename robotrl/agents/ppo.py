@@ -248,13 +248,10 @@ class PPOAgent(Agent):
         device: str,
         proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: PPOConfig = cfg
-        if proprio_dim < 0:
-            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
-        self.proprio_dim = proprio_dim
-        pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
-        self.pixels_ndim = len(obs_shape)
         self.base: Any = None  # a frozen BCChunkAgent with base_checkpoint
         self.base_sha256: str | None = None
         if cfg.base_checkpoint:
@@ -271,7 +268,7 @@ class PPOAgent(Agent):
         # The heads' extra input: [proprio ‖ base action] (each part only if present).
         head_extra_dim = proprio_dim + (action_dim if self.base is not None else 0)
 
-        self.encoder = PixelEncoder(pixels_shape).to(self.device)
+        self.encoder = PixelEncoder(self.pixels_shape).to(self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         repr_dim = self.encoder.repr_dim

@@ -240,15 +240,12 @@ class RLPDAgent(Agent):
         device: str,
         proprio_dim: int = 0,
     ) -> None:
-        super().__init__(cfg, obs_shape=obs_shape, action_dim=action_dim, device=device)
+        super().__init__(
+            cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
+        )
         self.cfg: RLPDConfig = cfg
-        if proprio_dim < 0:
-            raise ValueError(f"proprio_dim must be >= 0, got {proprio_dim}")
-        self.proprio_dim = proprio_dim
         self.update_every_steps = cfg.update_every_steps
-        pixels_shape = (int(np.prod(obs_shape[:-2])), int(obs_shape[-2]), int(obs_shape[-1]))
-        self.pixels_ndim = len(obs_shape)
-        self.encoder = PixelEncoder(pixels_shape).to(self.device)
+        self.encoder = PixelEncoder(self.pixels_shape).to(self.device)
         repr_dim = self.encoder.repr_dim
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
@@ -260,7 +257,7 @@ class RLPDAgent(Agent):
         self.critic_target.requires_grad_(False)
         # The target critic's encoder: a Polyak copy of the online one, as in RLPD/HIL-SERL,
         # where the target network includes the encoder.
-        self.encoder_target = PixelEncoder(pixels_shape).to(self.device)
+        self.encoder_target = PixelEncoder(self.pixels_shape).to(self.device)
         self.encoder_target.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.encoder_target.load_state_dict(self.encoder.state_dict())
         self.encoder_target.requires_grad_(False)
