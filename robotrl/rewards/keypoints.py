@@ -5,22 +5,24 @@ tracked point (end effector or object) should visit them: a VLM asked "where sho
 go", a person clicking, or a script (:class:`ColorProposer` finds coloured blobs; tests and the
 built-in task use it). Each pixel is lifted to 3D with the camera model: the pixel's viewing ray
 is intersected with a known plane (the table, ``plane_z``), or followed for a measured depth.
-The waypoints and the tracked point's start position form a path ``p_0, w_1, .., w_K``.
+The waypoints form a path ``w_1, .., w_K``.
 
-The score is minus the distance still to go along that path: ``−((L − s) + d)``, where ``s`` is
-the arc length, from ``p_0``, of the path point closest to the tracked position, ``d`` the
-distance to that point and ``L`` the path's length (metres). It is ``−L`` at the start, 0 on the
-last waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI counts a
-keypoint reached within a threshold), and lower the further the point strays from the path. This
-is KAGI's "negative distance to the next keypoint" plus the length of the path left after it,
-in a stateless form (KAGI switches keypoints when one is reached). Two things we tried first and
-dropped: progress alone (``s / L``) scores every point past the last waypoint as done, and an
-agent trained on it parked against the wall behind the target; dividing by ``L`` makes the
-reward's scale differ wildly between episodes (a start next to the target blows it up), and
-DrQ-v2 did not learn from it. The score depends only on the current position (no hidden state),
-so online scoring and scoring a finished episode in one batch agree. Used directly it is a dense
-reward; as a potential (``as_potential=True``) it only reshapes another reward (its shaped
-return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read from
+The score is minus the distance still to go: ``−(d + (L − s))``, where ``d`` is the distance
+from the tracked position to the closest point of the path, ``s`` that point's arc length from
+``w_1`` and ``L`` the path's length (metres); with one keypoint, minus the distance to it. It is
+0 on the last waypoint (and, with ``success_radius``, anywhere within that radius of it, as KAGI
+counts a keypoint reached within a threshold). This is KAGI's "negative distance to the next
+keypoint" plus the length of the path left after it, in a stateless form (KAGI switches
+keypoints when one is reached), so it depends only on the current position and the keypoints
+(which stay visible in the images): online scoring and scoring a finished episode in one batch
+agree, and the reward is Markov for the agent. Three forms we tried first and dropped, each of
+which DrQ-v2 failed to learn from on the built-in task: progress alone (arc length over ``L``
+along a path from the start position) scores every point past the last waypoint as done, and
+the agent parked against the wall behind the target; dividing by ``L`` makes the scale differ
+wildly between episodes; and any path from the start position makes the reward depend on where
+the episode began, which the agent cannot see after the first step. Used directly the score is
+a dense reward; as a potential (``as_potential=True``) it only reshapes another reward (its
+shaped return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read from
 ``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
 
 Camera conventions are MuJoCo's: the camera looks along its ``-z`` axis with ``+y`` up; pixel
@@ -176,7 +178,7 @@ class KeypointReward(RewardModel):
         self.camera, self.proposer = camera, proposer
         self.ee_index = list(ee_index)
         self.plane_z, self.success_radius = float(plane_z), success_radius
-        self.path: np.ndarray | None = None  # [K + 1, D]: start position, then the waypoints
+        self.path: np.ndarray | None = None  # [K, D]: the waypoints
 
     def tracked(self, proprio: torch.Tensor | None) -> np.ndarray:
         if proprio is None:
@@ -196,7 +198,7 @@ class KeypointReward(RewardModel):
         if len(pixels) == 0:
             raise ValueError("the proposer marked no keypoint")
         waypoints = self.camera.lift_to_plane(pixels, self.plane_z)[:, : len(self.ee_index)]
-        self.path = np.concatenate([self.tracked(proprio)[:1], waypoints])
+        self.path = waypoints
 
     def score(
         self,
@@ -220,8 +222,10 @@ class KeypointReward(RewardModel):
 
 
 def path_progress(path: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``−((L − s) + d)`` for each point, ``[N]`` (module docstring): the path length left after
-    the closest path point (arc length ``s`` of ``L``) plus the distance ``d`` to it."""
+    """``−(d + (L − s))`` for each point, ``[N]`` (module docstring): the distance ``d`` to the
+    closest path point plus the path length left after it (arc length ``s`` of ``L``)."""
+    if len(path) == 1:
+        return -np.linalg.norm(points - path[0], axis=1)
     starts, ends = path[:-1], path[1:]
     segments = ends - starts  # [S, D]
     lengths = np.linalg.norm(segments, axis=1)

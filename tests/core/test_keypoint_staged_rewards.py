@@ -73,6 +73,7 @@ def test_keypoint_reward_follows_progress_towards_the_marked_pixel() -> None:
     frame[0, 1, 3, 12] = 255  # green at column 12, row 3: x = (12.5 - 8) * 0.1, y = (8 - 3.5) * 0.1
     start = torch.tensor([[9.0, 0.0, 0.0]])  # proprio[1:3] is the tracked x, y
     reward.reset_episode(frame, start)
+    np.testing.assert_allclose(reward.score(frame, start).numpy(), [-0.45 * np.sqrt(2)], atol=1e-6)
     target = np.array([0.45, 0.45])
     halfway = torch.tensor([[0.0, *(target / 2)], [0.0, *target]], dtype=torch.float32)
     scores = reward.score(frame.expand(2, -1, -1, -1), halfway)
@@ -90,8 +91,9 @@ def test_keypoint_reward_needs_proprio_and_a_reset() -> None:
     with pytest.raises(RuntimeError, match="before reset_episode"):
         reward.score(frames, torch.zeros(1, 2))
     frames[0, 1, 0, 0] = 255
+    reward.reset_episode(frames, None)  # the keypoints come from the frame alone
     with pytest.raises(ValueError, match="env has none"):
-        reward.reset_episode(frames, None)
+        reward.score(frames, None)
 
 
 PICK_STAGES = [
