@@ -63,6 +63,7 @@ def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
 
     obs, _ = env.reset(seed=train_reset_seeds(int(cfg.seed), counters.episode, 1)[0])
     replay.start_episode(obs)
+    trainer.agent.begin_episodes()
     episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()
 
     while counters.frame < cfg.frames:
@@ -88,6 +89,7 @@ def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
             trainer.checkpoint_if_due()
             obs, _ = env.reset()
             replay.start_episode(obs)
+            trainer.agent.begin_episodes()
             episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()
 
 
@@ -101,6 +103,7 @@ def collect_vectorized(trainer: Trainer, progress: ProgressBar) -> None:
     obs, _ = envs.reset(seed=seeds)
     for index in range(num_envs):
         replay.start_episode(unbatch(obs, index), stream=index)
+    trainer.agent.begin_episodes()
     episode_returns = [0.0] * num_envs
     episode_lengths = [0] * num_envs
     episode_starts = [time.perf_counter()] * num_envs
@@ -148,6 +151,7 @@ def collect_vectorized(trainer: Trainer, progress: ProgressBar) -> None:
                 replay.start_episode(unbatch(obs, index), stream=index)
                 episode_returns[index], episode_lengths[index] = 0.0, 0
                 episode_starts[index] = time.perf_counter()
+            trainer.agent.begin_episodes(done)
             update_metrics.clear()
             trainer.checkpoint_if_due()
 
@@ -161,6 +165,7 @@ def collect_batched(trainer: Trainer, progress: ProgressBar) -> None:
     tensors, _ = envs.reset(seed=train_reset_seeds(int(cfg.seed), counters.episode, 1)[0])
     obs = to_numpy(tensors)
     replay.start_episodes(obs)
+    trainer.agent.begin_episodes()
     episode_starts = np.full(num_worlds, time.perf_counter())
 
     while counters.frame < cfg.frames:
@@ -201,6 +206,7 @@ def collect_batched(trainer: Trainer, progress: ProgressBar) -> None:
                 )
             # SAME_STEP autoreset: their rows of obs are already the next episodes' first obs.
             replay.start_episodes(obs, mask=done)
+            trainer.agent.begin_episodes(done)
             episode_starts[done] = now
             update_metrics.clear()
             trainer.checkpoint_if_due()

@@ -38,7 +38,10 @@ trained on stop-gradient features (they never shape the representation). Proprio
 reconstructed only by the probe too: RePo drops observation reconstruction entirely.
 
 Acting keeps ``(h, z, previous action)`` per env row and per ``eval_mode``; ``begin_episodes``
-marks rows whose next ``act``/``act_batch`` starts from the initial state. Training mode samples
+marks rows whose next ``act``/``act_batch`` starts from the initial state, in both modes' states
+(the trainer calls it whenever training or evaluation envs reset; an evaluation in the middle of a
+training episode therefore restarts that episode's acting state, which the posterior recovers
+from within a few observations). Training mode samples
 the actor (uniform actions while ``step < num_expl_steps``); evaluation takes its mean. The
 posterior ``z`` is sampled in both modes, as in the reference.
 
@@ -354,8 +357,8 @@ class DreamerAgent(Agent):
             )
         # Acting state per eval_mode; rows flagged by begin_episodes restart on the next call.
         self._acting: dict[bool, _ActingState] = {}
-        self._pending_reset: np.ndarray | None = None
-        self._pending_all = False
+        # Per eval_mode: reset every row (True), the rows of a mask, or nothing (None).
+        self._pending: dict[bool, np.ndarray | bool | None] = {False: None, True: None}
         self._img_step: Callable[..., Any] = self.world_model.rssm.imagine_step
         if cfg.compile:
             self._compile()
@@ -374,13 +377,14 @@ class DreamerAgent(Agent):
     # -- acting ------------------------------------------------------------------------------
 
     def begin_episodes(self, mask: np.ndarray | None = None) -> None:
-        if mask is None:
-            self._pending_all, self._pending_reset = True, None
-            return
-        rows = np.asarray(mask, dtype=bool)
-        if self._pending_reset is not None and len(self._pending_reset) == len(rows):
-            rows = rows | self._pending_reset
-        self._pending_reset = rows
+        for mode, pending in self._pending.items():
+            if mask is None or pending is True:
+                self._pending[mode] = True
+                continue
+            rows = np.asarray(mask, dtype=bool)
+            if isinstance(pending, np.ndarray) and len(pending) == len(rows):
+                rows = rows | pending
+            self._pending[mode] = rows
 
     def act(self, obs: Mapping[str, np.ndarray], step: int, eval_mode: bool) -> np.ndarray:
         batch = {key: np.expand_dims(value, 0) for key, value in obs.items()}
@@ -399,14 +403,15 @@ class DreamerAgent(Agent):
         rssm = self.world_model.rssm
         state = self._acting.get(eval_mode)
         fresh = torch.zeros(count, dtype=torch.bool, device=self.device)
-        if state is None or len(state.prev_action) != count or self._pending_all:
+        pending = self._pending[eval_mode]
+        if state is None or len(state.prev_action) != count or pending is True:
             state = _ActingState(
                 rssm.initial_state(count), torch.zeros(count, self.action_dim, device=self.device)
             )
             fresh[:] = True
-        elif self._pending_reset is not None and len(self._pending_reset) == count:
-            fresh = torch.as_tensor(self._pending_reset, device=self.device)
-        self._pending_all, self._pending_reset = False, None
+        elif isinstance(pending, np.ndarray) and len(pending) == count:
+            fresh = torch.as_tensor(pending, device=self.device)
+        self._pending[eval_mode] = None
         latent, prev_action = rssm.reset_where(state.latent, state.prev_action, fresh)
 
         proprio = obs.get("proprio")

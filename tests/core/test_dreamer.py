@@ -17,6 +17,7 @@ from robotrl.agents.dreamer import (
     ReturnNormalizer,
     lambda_return,
 )
+from robotrl.nn.world_model import LatentState
 
 ACTION_DIM = 2
 
@@ -210,6 +211,45 @@ def test_exploration_actions_are_uniform_and_fed_back() -> None:
     assert len(agent._acting[False].prev_action) == 64
 
 
+def test_training_state_restarts_when_episodes_begin_even_if_an_evaluation_came_between() -> None:
+    """After ``begin_episodes`` (the trainer calls it at every reset) the next training ``act``
+    filters from the initial state and a zero action, as the world model's update does at
+    ``is_first``, even when evaluation episodes ran in between and consumed their own reset."""
+    agent = make_agent()
+    obs = {"pixels": sequence_batch()["obs"][0, 0]}
+    for _ in range(3):
+        agent.act(obs, step=10**6, eval_mode=False)
+    agent.begin_episodes()  # a training episode ended and its env reset
+    agent.begin_episodes()  # an evaluation starts
+    for _ in range(2):
+        agent.act(obs, step=10**6, eval_mode=True)
+    agent.act(obs, step=10**6, eval_mode=False)
+    rssm = agent.world_model.rssm
+    with torch.no_grad():
+        expected, _ = rssm.img_step(rssm.initial_state(1), torch.zeros(1, ACTION_DIM))
+    assert torch.allclose(agent._acting[False].latent.deter, expected, atol=1e-6)
+    # Without a new episode the state carries over (the check above can fail).
+    agent.act(obs, step=10**6, eval_mode=False)
+    assert not torch.allclose(agent._acting[False].latent.deter, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_actor_updates_raise_the_imagined_reward(sign: float) -> None:
+    """The actor's objective has the right sign end to end (imagination, λ-returns, return
+    scale, straight-through clip): with a fixed reward ``±w·h`` of the imagined deterministic
+    state, actor-critic updates must raise the imagined reward, whichever way it points."""
+    torch.manual_seed(0)
+    agent = make_agent(actor_lr=1e-3, critic_lr=1e-3)
+    rssm = agent.world_model.rssm
+    weights = sign * torch.randn(rssm.deter_dim)
+    agent.world_model.reward = lambda features: features[..., : rssm.deter_dim] @ weights  # type: ignore[method-assign]
+    with torch.no_grad():
+        initial = rssm.initial_state(32)
+    start = (LatentState(initial.deter.clone(), initial.stoch.clone()), torch.ones(32))
+    rewards = [agent.update_behaviour(start)["imag_reward"] for _ in range(40)]
+    assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.2
+
+
 def test_state_dict_round_trip_reproduces_the_next_update() -> None:
     torch.manual_seed(0)
     agent = make_agent(repo=True)
@@ -273,5 +313,16 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
         cfg = to_train_config(compose("train", overrides=["agent=dreamer", f"task={task}"]))
     agent_cfg = cfg.agent
     assert isinstance(agent_cfg, DreamerConfig)
-    assert (agent_cfg.sequence_length, agent_cfg.imag_horizon) == (64, 15)
-    assert agent_cfg.discount == 0.997 and agent_cfg.stoch_groups == 32
+    assert agent_cfg.imag_horizon == 15 and agent_cfg.discount == 0.997
+    if task == "builtin/reach":  # the CPU preset (agent_task/dreamer/builtin/reach.yaml)
+        assert (agent_cfg.sequence_length, agent_cfg.stoch_groups, agent_cfg.deter_dim) == (
+            16,
+            16,
+            128,
+        )
+    else:  # the paper's DMC settings, model size S
+        assert (agent_cfg.sequence_length, agent_cfg.stoch_groups, agent_cfg.deter_dim) == (
+            64,
+            32,
+            512,
+        )

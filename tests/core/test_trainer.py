@@ -184,3 +184,27 @@ def test_trainer_samples_the_horizon_the_agent_asks_for(tmp_path):
     trainer.logger.close()
     rows = read_csv(tmp_path / "train.csv")
     assert all(float(row["taco_contrastive_loss"]) > 0 for row in rows if row["critic_loss"])
+
+
+def test_training_collection_tells_the_agent_when_episodes_begin(tmp_path):
+    """Agents with per-episode acting state (Dreamer's latent, action chunks) must hear of
+    every training reset: ``begin_episodes`` once before each episode's first action."""
+    cfg = make_cfg(frames=45)
+    cfg.eval_every_frames = 10**6  # evaluations only at the start and the end
+    trainer = make_trainer(cfg, tmp_path)
+    calls: list[int] = []
+    acted: list[int] = []
+    original_act = trainer.agent.act
+    trainer.agent.begin_episodes = lambda mask=None: calls.append(len(acted))  # type: ignore[method-assign]
+
+    def act(obs, step, eval_mode):
+        if not eval_mode:
+            acted.append(step)
+        return original_act(obs, step, eval_mode)
+
+    trainer.agent.act = act  # type: ignore[method-assign]
+    trainer.train()
+    trainer.logger.close()
+    # DotEnv episodes are 10 steps: training episodes begin before actions 0, 10, 20, 30, 40;
+    # the evaluations (before action 0 and after the last, 45) begin their own.
+    assert set(calls) == {0, 10, 20, 30, 40, 45}
