@@ -41,7 +41,8 @@ above ``max_fpr`` (2%).
 
 **CLI.** ``robotrl-finetune`` (argparse, :func:`main`; ``--help`` lists the options) points at a
 running driver (``--namespace``, ``--domain-id``), a demo directory, a classifier directory and
-a run directory, where it writes ``checkpoints/learner.pt``, the online replay, and one MCAP
+a run directory, where it writes checkpoints (``checkpoints/step_<updates>``: safetensors +
+JSON, as every robotrl checkpoint; loading never unpickles code), the online replay, and one MCAP
 recording per episode (``recordings/``, :class:`~robotrl_real.recording.EpisodeRecorder`).
 
 Departures from HIL-SERL: the learner serves weights when asked at episode boundaries instead of
@@ -65,6 +66,12 @@ import numpy as np
 import torch
 
 from robotrl.agents.rlpd import RLPDAgent, RLPDConfig
+from robotrl.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from robotrl.demos import demo_files
 from robotrl.replay import EPISODE_FILE, EpisodicReplay, episode_filename, load_episode
 from robotrl.rewards.classifier import LabelledFrames, SuccessClassifier
@@ -79,7 +86,8 @@ PROPRIO_DIM = 4
 ACTION_DIM = 4
 DEFAULT_LEARNER_NAME = "robotrl_learner"
 DEFAULT_RAY_NAMESPACE = "robotrl"
-CHECKPOINT_FILE = "learner.pt"
+#: Learner checkpoints kept in ``run_dir/checkpoints``.
+KEEP_CHECKPOINTS = 2
 
 # ------------------------------------------------------------------------------------------------
 # the classifier gate
@@ -271,9 +279,11 @@ class Learner:
         """Continue a learner that ran in ``run_dir`` before (a restart after a crash or kill):
         the checkpoint (weights, version), the online replay and the intervention demos."""
         assert self.run_dir is not None and self.intervention_dir is not None
-        checkpoint = self.run_dir / "checkpoints" / CHECKPOINT_FILE
-        if checkpoint.is_file():
-            self.load(checkpoint)
+        checkpoint, skipped = latest_checkpoint(self.run_dir / "checkpoints")
+        for note in skipped:
+            logger.warning("skipping unreadable learner checkpoint: %s", note)
+        if checkpoint is not None:
+            self.load(checkpoint.path)
         if self.online.directory is not None and self.online.directory.is_dir():
             count = sum(1 for p in self.online.directory.iterdir() if EPISODE_FILE.match(p.name))
             if count:
@@ -379,31 +389,32 @@ class Learner:
         with self.lock:
             return self.demos.sample(count)
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Agent state, update count and version (``run_dir/checkpoints/learner.pt``)."""
-        if path is None:
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Agent state, update count and version as a checkpoint in ``directory`` (default
+        ``run_dir/checkpoints``), named by the update count; the newest are kept."""
+        if directory is None:
             if self.run_dir is None:
-                raise ValueError("save() needs a path when the learner has no run_dir")
-            path = self.run_dir / "checkpoints" / CHECKPOINT_FILE
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+                raise ValueError("save() needs a directory when the learner has no run_dir")
+            directory = self.run_dir / "checkpoints"
+        directory = Path(directory)
         with self.lock:
-            state = {
-                "agent": self.agent.state_dict(),
+            state = {"agent": self.agent.state_dict()}
+            meta = {
                 "updates": self.updates,
                 "version": self.version,
                 "agent_config": asdict(self.agent_config),
             }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+            path = save_checkpoint(directory, self.updates, state, meta)
+        prune_checkpoints(directory, KEEP_CHECKPOINTS)
         return path
 
     def load(self, path: str | Path) -> None:
-        state = torch.load(Path(path), map_location=self.agent.device, weights_only=False)
+        """Resume from a checkpoint written by :meth:`save`."""
+        checkpoint = load_checkpoint(path)
         with self.lock:
-            self.agent.load_state_dict(state["agent"])
-            self.updates, self.version = int(state["updates"]), int(state["version"])
+            self.agent.load_state_dict(checkpoint.state["agent"])
+            self.updates = int(checkpoint.meta["updates"])
+            self.version = int(checkpoint.meta["version"])
             self.weights = self.agent.get_weights()
 
 
