@@ -41,7 +41,9 @@ def test_installed_suites_are_found_through_entry_points():
 
 
 def test_unknown_suite_names_the_installed_ones_and_the_package(monkeypatch):
-    with pytest.raises(UnknownSuiteError, match=r"installed suites: \['adroit', 'builtin', 'dmc'"):
+    with pytest.raises(
+        UnknownSuiteError, match=r"installed suites: \['adroit', 'builtin', 'cell', 'dmc'"
+    ):
         load_suite("nope")
     # A machine without robotrl-sim: every suite here comes with it, so the missing install is
     # simulated by hiding its entry points (the lookup itself is real).

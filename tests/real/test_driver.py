@@ -316,6 +316,9 @@ def _fuzz(driver: DriverNode, client: Node) -> None:
             direction = np.array((1.0, 1.0, 1.0) if index < 750 else (-1.0, -1.0, -1.0))
             twists.publish(twist(*(direction * 1e6)))
             sent["twist"] += 1
+            # one set-point per control tick, so the target walks to the wall however fast the
+            # messages arrive (a burst received within one tick moves the arm for one tick only)
+            time.sleep(driver.period)
         elif kind == 4:  # gripper NaN / Inf
             gripper.publish(msgs.Float64(math.nan if index % 2 else -math.inf))
             expected["nonfinite"] += 1
