@@ -85,10 +85,12 @@ def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
     found in the first frame, lifted to the floor, minus the distance to it). Success is judged
     by the env's own return, which evaluation logs as ``env_return``.
 
-    Marked slow because it FAILS so far (2026-11-30): 14k frames gave env returns of 22-30 against
-    random 34.1 for the keypoint reward at weights 1, 2 and 10, while DrQ-v2 with proprio and the
-    env's reward reaches 80 in the same budget (``+task.options.proprio=true``). Not understood
-    yet; the margins stay as for every agent."""
+    Marked slow because it FAILS so far (2026-11-30, seed 1, 14k frames, env return; random
+    34.1): weight 1 (the preset) 44.5 at 7k and 49.3 at 14k, learning but short of random + 25;
+    weight 2: 22-30; weight 5: 18.6 then 3.5; weight 10: parked in a corner. DrQ-v2 with proprio
+    and the env's reward reaches 80 in the same budget (``+task.options.proprio=true``), so the
+    larger the negative reward, the worse DrQ-v2 does here; not understood yet. The margins
+    stay as for every agent."""
     frames = FRAMES["drqv2"]
     done = subprocess.run(
         [
