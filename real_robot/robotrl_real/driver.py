@@ -4,9 +4,9 @@
 :class:`~robotrl_real.safety.SafetyLayer`, and runs a control loop thread at the backend's
 control period. Each tick it reads the arm state, applies every command that arrived since the
 last tick, sends one target to the arm, and publishes ``/joint_states`` and ``/<ns>/tcp_pose``.
-Cameras are :class:`CameraStream` s, each its own DDS publisher that can be killed on its own (a
-dead camera node, for tests); ``/diagnostics`` goes out about once a second and
-``/<ns>/control_mode`` (latched) whenever the mode changes.
+Cameras are :class:`~robotrl_real.camera.CameraStream` s (:mod:`robotrl_real.camera`), each its
+own DDS publisher that can be killed on its own (a dead camera node, for tests); ``/diagnostics``
+goes out about once a second and ``/<ns>/control_mode`` (latched) whenever the mode changes.
 
 **Twist mapping (MoveIt Servo-like).** A ``TwistStamped`` on ``/servo_node/delta_twist_cmds`` is
 a velocity set-point in the base frame (m/s, rad/s) held until the next one arrives, and at most
@@ -23,10 +23,11 @@ tick's integrated step (clipped to the per-step limit and the workspace box ther
 set-point is handed over with its arrival time, so the layer holds (``stale_command``) and then
 its own watchdog keeps holding. A joint trajectory (reset pose) becomes a TCP goal by the
 backend's forward kinematics and is approached by :meth:`SafetyLayer.command_target` steps of at
-most ``reset_speed · dt``; a trajectory point whose positions do not match the joints is handed to
-the layer as a wrong-shaped command. Gripper commands (``Float64``, opening 0 = closed ..
-1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable`` set and clear the layer's
-latch; nothing else does.
+most ``reset_speed · dt`` (and ``reset_rotation_speed · dt``) until both the position and the
+orientation are within ``reset_tolerance``; a trajectory point whose positions do not match the
+joints is handed to the layer as a wrong-shaped command. Gripper commands (``Float64``, opening
+0 = closed .. 1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable`` set and
+clear the layer's latch; nothing else does.
 
 **Teleop.** While ``/<ns>/teleop/intervention`` is true, ``/<ns>/teleop/twist`` set-points are
 used and policy set-points ignored (counted); the switch takes effect on the next tick. Teleop
@@ -55,11 +56,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from robotrl_real import msgs
+from robotrl_real.camera import CameraStream, camera_loop
+from robotrl_real.camera import encode_image as encode_image  # its former home: still importable
 from robotrl_real.node import Node
 from robotrl_real.safety import (
     SafetyConfig,
@@ -68,6 +70,7 @@ from robotrl_real.safety import (
     quaternion_conjugate,
     quaternion_from_rotvec,
     quaternion_multiply,
+    rotation_angle,
     rotvec_from_quaternion,
     to_diagnostic_array,
 )
@@ -207,71 +210,6 @@ class CommandRecord:
 class _SetPoint:
     velocity: FloatArray  # 6: linear, angular
     arrival: float
-
-
-# ---------------------------------------------------------------------------------------------
-# cameras
-
-
-def encode_image(rgb: NDArray[np.uint8], image_format: str, jpeg_quality: int = 90) -> bytes:
-    """An RGB frame as JPEG or PNG bytes."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if image_format == "jpeg":
-        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-    else:
-        ok, buffer = cv2.imencode(".png", bgr)
-    if not ok:
-        raise RuntimeError(f"cv2 could not encode a {rgb.shape} frame as {image_format}")
-    return buffer.tobytes()
-
-
-class CameraStream:
-    """One camera's publishers (``image_raw/compressed`` and latched ``camera_info``).
-
-    :meth:`kill` deletes its DDS writers, as if the camera node died; the others keep going.
-    """
-
-    def __init__(self, node: Node, camera: str, backend: ArmBackend, config: DriverConfig) -> None:
-        self.camera = camera
-        self._config = config
-        self._image = node.publisher(f"/cameras/{camera}/image_raw/compressed")
-        self._info = node.publisher(f"/cameras/{camera}/camera_info")
-        self.alive = True
-        self.frames_published = 0
-        size = config.camera_size
-        fx, fy, cx, cy = backend.camera_intrinsics(camera, size, size)
-        self._info.publish(
-            msgs.CameraInfo(
-                header=msgs.stamped_header(f"{camera}_camera_optical_frame"),
-                height=size,
-                width=size,
-                distortion_model="plumb_bob",
-                d=[0.0] * 5,
-                k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
-                r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0],
-            )
-        )
-
-    def publish(self, rgb: NDArray[np.uint8]) -> None:
-        """Encode and publish one frame (nothing once killed)."""
-        if not self.alive:
-            return
-        data = encode_image(rgb, self._config.image_format, self._config.jpeg_quality)
-        self._image.publish(
-            msgs.CompressedImage(
-                header=msgs.stamped_header(f"{self.camera}_camera_optical_frame"),
-                format=self._config.image_format,
-                data=data,
-            )
-        )
-        self.frames_published += 1
-
-    def kill(self) -> None:
-        """Stop publishing and delete this camera's DDS writers."""
-        self.alive = False
-        for publisher in (self._image, self._info):
-            publisher._writer.__del__()  # the writer leaves the domain now, not at GC time
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,11 +508,14 @@ class DriverNode:
         decision = self.safety.command_target(
             position + step, quaternion_multiply(quaternion_from_rotvec(rotation), orientation), now
         )
-        if not decision.held and decision.position is not None:
+        if not decision.held and decision.position is not None and decision.orientation is not None:
             remaining = float(np.linalg.norm(goal_position - decision.position))
-            # Cleared after this last step is sent (``tick``): cleared now, the mode would read
-            # "hold" and the step would be turned into a hold short of the goal.
-            self._goal_reached = remaining < self.config.reset_tolerance
+            turn = rotation_angle(decision.orientation, goal_orientation)
+            # Reached only when the position and the orientation are both there: a wrist-only
+            # reset moves the TCP's orientation alone. Cleared after this last step is sent
+            # (``tick``): cleared now, the mode would read "hold" and the step would be turned
+            # into a hold short of the goal.
+            self._goal_reached = max(remaining, turn) < self.config.reset_tolerance
         return decision
 
     def _send(self, decision: SafetyDecision, now: float) -> None:
@@ -662,25 +603,7 @@ class DriverNode:
     # -- cameras --------------------------------------------------------------------------------
 
     def _camera_loop(self) -> None:
-        period = 1.0 / self.config.camera_hz
-        size = self.config.camera_size
-        next_frame = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                for stream in list(self.cameras.values()):
-                    if not stream.alive:
-                        continue
-                    try:
-                        stream.publish(self.backend.camera_frame(stream.camera, size, size))
-                    except Exception:
-                        logger.exception("camera %s failed", stream.camera)
-                next_frame += period
-                now = time.monotonic()
-                if now > next_frame + period:
-                    next_frame = now
-                self._stop.wait(max(0.0, next_frame - now))
-        finally:
-            self.backend.close_cameras()
+        camera_loop(self.cameras, self.backend, self.config, self._stop)
 
     # -- reading back ---------------------------------------------------------------------------
 

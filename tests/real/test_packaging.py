@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from importlib.metadata import entry_points, version
+from pathlib import Path
 
 import robotrl_real
 
@@ -21,6 +22,19 @@ def test_each_part_is_its_own_installed_distribution():
     assert scripts["robotrl-train"] == "robotrl.cli.train:main"
     assert scripts["robotrl-eval"] == "robotrl.cli.evaluate:main"
     assert scripts["robotrl-report"] == "robotrl.cli.report:main"
+    assert scripts["robotrl-robot"] == "robotrl_real.cli:main"
+    assert scripts["robotrl-finetune"] == "robotrl_real.finetune.cli:main"
+
+
+def test_the_real_robot_clis_answer_help():
+    for script in ("robotrl-robot", "robotrl-finetune"):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / script), "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.startswith(f"usage: {script}"), done.stdout[:200]
 
 
 def test_importing_the_core_loads_no_simulator():

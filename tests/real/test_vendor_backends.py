@@ -137,8 +137,12 @@ def test_franka_maps_to_an_absolute_cartesian_motion_and_gripper_metres():
     assert gripper.called("move_async") == [((0.02, 0.05), {})]  # 0.25 × 0.08 m, speed m/s
     franka.hold()
     assert isinstance(robot.called("move")[-1][0][0], FakeFranky.CartesianPoseStopMotion)
-    with pytest.raises(NotImplementedError, match="forward kinematics"):
-        franka.forward_kinematics(np.zeros(7))
+    # forward kinematics comes from Franka's DH table (tests/real/test_franka_fk.py checks it
+    # against MuJoCo's Panda); at the ready pose the Franka Hand points straight down
+    ready = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
+    position, orientation = franka.forward_kinematics(ready)
+    assert position.shape == (3,) and abs(position[1]) < 1e-12
+    assert abs(abs(float(orientation[0])) - 1.0) < 1e-12  # x, y, z, w: 180° about x
 
 
 def test_xarm_maps_to_servo_cartesian_in_millimetres_and_rpy():

@@ -7,25 +7,39 @@ Mapping, from franky's API: state from ``Robot.current_cartesian_state.pose.end_
 asynchronous=True)`` (franky's motion generator limits velocity, acceleration and jerk and
 replaces the previous asynchronous motion); hold by moving to ``CartesianPoseStopMotion()``;
 errors by ``Robot.has_errors`` and ``Robot.recover_from_errors()``; the gripper by
-``Gripper.move_async(width, speed)`` in metres (opening × ``max_width``). Forward kinematics is
-not exposed here, so reset trajectories are refused (the driver counts them); send TCP targets.
+``Gripper.move_async(width, speed)`` in metres (opening × ``max_width``).
+
+**Forward kinematics** (joint-space resets) is computed here, without the robot, from Franka's
+published DH parameters (:mod:`robotrl_real.backends.franka_kinematics`): the flange pose times
+``flange_to_tcp``, by default the Franka Hand's TCP (0.1034 m along the flange's z axis, rotated
+-45° about it), the end effector frame Desk sets for the hand, so that a reset goal is in the same
+frame as ``end_effector_pose`` in :meth:`FrankaBackend.read_state`. With another tool, pass its
+``F_T_EE`` as ``flange_to_tcp`` (``franka_kinematics.FLANGE`` for none). The driver approaches
+the goal as a TCP target, so the arm reaches the pose of the requested joints; its elbow (the
+redundant seventh degree of freedom) is left to franky's Cartesian motion and may differ from the
+requested angles. Joint names on the reset trajectory must be :data:`FRANKA_JOINTS`
+(``RobotEnvConfig.joint_names``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from robotrl_real.backends import require
 from robotrl_real.backends._vendor import FloatArray, NoCameras, clamp_opening
+from robotrl_real.backends.franka_kinematics import FRANKA_HAND_TCP, end_effector_pose
 from robotrl_real.driver import ArmState
 
 FRANKA_JOINTS = tuple(f"fr3_joint{index}" for index in range(1, 8))
 
 
 class FrankaBackend(NoCameras):
-    """A Franka arm through franky; ``franky_module``/``robot``/``gripper`` may be injected."""
+    """A Franka arm through franky; ``franky_module``/``robot``/``gripper`` may be injected.
+    ``flange_to_tcp`` is the end effector in the flange frame (``F_T_EE`` as set in Desk):
+    ``(translation m, quaternion x, y, z, w)``, default the Franka Hand's TCP."""
 
     name = "franka"
     joint_names = FRANKA_JOINTS
@@ -38,10 +52,15 @@ class FrankaBackend(NoCameras):
         dynamics_factor: float = 0.1,
         gripper_speed: float = 0.05,  # m/s
         max_width: float = 0.08,  # m
+        flange_to_tcp: tuple[Sequence[float], Sequence[float]] = FRANKA_HAND_TCP,
         franky_module: Any = None,
         robot: Any = None,
         gripper: Any = None,
     ) -> None:
+        translation, quaternion = flange_to_tcp  # (x, y, z) m, (x, y, z, w)
+        if len(translation) != 3 or len(quaternion) != 4:
+            raise ValueError("flange_to_tcp is ((x, y, z), (qx, qy, qz, qw))")
+        self.flange_to_tcp = (tuple(map(float, translation)), tuple(map(float, quaternion)))
         if franky_module is None:
             franky_module = require("franky", "franka", "Franka")
         if robot is None:
@@ -81,9 +100,9 @@ class FrankaBackend(NoCameras):
         self.robot.move(self.franky.CartesianPoseStopMotion(), asynchronous=True)
 
     def forward_kinematics(self, joints: FloatArray) -> tuple[FloatArray, FloatArray]:
-        raise NotImplementedError(
-            "the franka backend does not compute forward kinematics; reset with a TCP target"
-        )
+        """The TCP pose (``O_T_EE``: position, quaternion x, y, z, w) at ``joints`` (7 angles,
+        rad), from the DH parameters; needs no connection to the robot."""
+        return end_effector_pose(joints, self.flange_to_tcp)
 
     def has_error(self) -> bool:
         return bool(self.robot.has_errors)
