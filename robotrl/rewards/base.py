@@ -39,6 +39,13 @@ class RewardModel(ABC):
         """Which scores mean the task is done (for ``terminate_on_success``); None: never said."""
         return None
 
+    def check_judges_success(self, why: str) -> None:
+        """Raises unless this model says which scores are successes (``why`` needs it)."""
+        if self.is_success(torch.zeros(1)) is None:
+            raise ValueError(
+                f"{why} needs a reward model that judges success; {type(self).__name__} does not"
+            )
+
     def reset_episode(self, frames: torch.Tensor, proprio: torch.Tensor | None = None) -> None:  # noqa: B027 (optional hook, empty on purpose)
         """Called with the first observation of each episode (stateful rewards use it)."""
 

@@ -48,6 +48,8 @@ class RewardConfig:
     clip: float | None = None  # bound on the normalised score
     instruction: str | None = None  # task text for models that read one
     terminate_on_success: bool = False  # end the episode when the model says success
+    # KAGI's sparse term: the reward where the model says success, in place of weight * term.
+    success_reward: float | None = None
     # Score each finished training episode in one batch as it enters replay, instead of every
     # step online (robotrl.rewards.relabel; needed on batched suites).
     relabel: bool = False
@@ -92,5 +94,6 @@ def wrap_with_reward(env: gym.Env, cfg: RewardConfig, *, frame_channels: int = 3
         clip=cfg.clip,
         instruction=cfg.instruction,
         terminate_on_success=cfg.terminate_on_success,
+        success_reward=cfg.success_reward,
         frame_channels=frame_channels,
     )

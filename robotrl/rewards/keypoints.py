@@ -22,7 +22,10 @@ the agent parked against the wall behind the target; dividing by ``L`` makes the
 wildly between episodes; and any path from the start position makes the reward depend on where
 the episode began, which the agent cannot see after the first step. Used directly the score is
 a dense reward; as a potential (``as_potential=True``) it only reshapes another reward (its
-shaped return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``). The tracked point is read from
+shaped return telescopes to ``γ^T Φ(o_T) − Φ(o_0)``), e.g. KAGI's sparse success reward
+(``task.reward.success_reward``, paid within ``success_radius``). That pairing is what DrQ-v2
+learns the built-in task from (``+reward=keypoints_builtin_reach``); the score used directly
+learned slowly there (figures in ``tests/sim/test_learning.py``). The tracked point is read from
 ``proprio[ee_index]`` (2 entries: compared with the waypoints' x, y; 3: x, y, z).
 
 Camera conventions are MuJoCo's: the camera looks along its ``-z`` axis with ``+y`` up; pixel

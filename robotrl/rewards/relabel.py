@@ -43,6 +43,7 @@ class EpisodeRelabeler:
         normalize: bool = False,
         clip: float | None = None,
         instruction: str | None = None,
+        success_reward: float | None = None,
         view: int = 0,
     ) -> None:
         if mode not in ("replace", "add"):
@@ -50,6 +51,9 @@ class EpisodeRelabeler:
         self.model, self.mode, self.weight = model, mode, float(weight)
         self.as_potential, self.discount = as_potential, float(discount)
         self.normalize, self.clip, self.instruction = normalize, clip, instruction
+        if success_reward is not None:
+            model.check_judges_success("success_reward")
+        self.success_reward = success_reward
         self.view = view
         self.stats = RunningMeanStd()
 
@@ -89,6 +93,10 @@ class EpisodeRelabeler:
         else:
             term = values[1:]
         proxy = self.weight * term
+        if self.success_reward is not None:
+            success = self.model.is_success(torch.as_tensor(raw[1:], dtype=torch.float32))
+            assert success is not None  # checked when built
+            proxy = np.where(success.numpy(), self.success_reward, proxy)
         env_reward = np.asarray(episode["reward"], dtype=np.float64)
         rewards = proxy if self.mode == "replace" else env_reward + proxy
         return rewards.astype(np.float32)
@@ -118,4 +126,5 @@ def build_relabeler(cfg: Any) -> EpisodeRelabeler:
         normalize=cfg.normalize,
         clip=cfg.clip,
         instruction=cfg.instruction,
+        success_reward=cfg.success_reward,
     )

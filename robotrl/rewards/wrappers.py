@@ -5,7 +5,11 @@ The reward the agent sees is built from the model's score ``s`` of the newest fr
 - ``mode="replace"``: ``r' = weight * term``; ``mode="add"``: ``r' = r_env + weight * term``;
 - ``term = s(o')``, or with ``as_potential=True`` the shaping term ``γ Φ(o') − Φ(o)`` with
   ``Φ = s`` (Ng et al. 1999): policy-invariant, and ``Φ = 0`` for the absorbing state after a
-  termination, while a truncated episode keeps ``Φ(o')`` (the state goes on, only time ran out).
+  termination, while a truncated episode keeps ``Φ(o')`` (the state goes on, only time ran out);
+- with ``success_reward``, KAGI's (Lee et al. 2024) sparse term takes over where it is non-zero:
+  when the model says ``o'`` is a success (``is_success``) the model's part of the reward is
+  ``success_reward`` instead of ``weight * term``. A dense distance-to-go (always ≤ 0) then
+  guides the agent, and the sparse reward pays for arriving and staying.
 
 Normalisation (``normalize=True``) keeps running statistics of the raw scores: plain rewards are
 standardised (``(s − mean) / std``); potentials are only divided by ``std``, because shifting Φ
@@ -66,6 +70,7 @@ class RewardWrapper(gym.Wrapper[Obs, np.ndarray, Obs, np.ndarray]):
         clip: float | None = None,
         instruction: str | None = None,
         terminate_on_success: bool = False,
+        success_reward: float | None = None,
         frame_channels: int = 3,
         view: int = 0,
     ) -> None:
@@ -85,6 +90,9 @@ class RewardWrapper(gym.Wrapper[Obs, np.ndarray, Obs, np.ndarray]):
         self.clip = clip
         self.instruction = instruction
         self.terminate_on_success = terminate_on_success
+        if success_reward is not None:
+            model.check_judges_success("success_reward")
+        self.success_reward = success_reward
         self.frame_channels = frame_channels
         self.view = view
         self.stats = RunningMeanStd()
@@ -161,6 +169,8 @@ class RewardWrapper(gym.Wrapper[Obs, np.ndarray, Obs, np.ndarray]):
         else:
             term = self.transform(raw)
         proxy = self.weight * term
+        if self.success_reward is not None and model_success:
+            proxy = self.success_reward
         reward = proxy if self.mode == "replace" else float(env_reward) + proxy
         info = {
             **info,

@@ -35,6 +35,13 @@ class ColumnReward(RewardModel):
         return (profile * weights).sum(1) / profile.sum(1) / (frames.shape[-1] - 1)
 
 
+class JudgedColumnReward(ColumnReward):
+    """Success when the dot is near the right edge."""
+
+    def is_success(self, scores):
+        return scores > 0.9
+
+
 class TerminatingDotEnv(DotEnv):
     """Ends by termination, so the potential's absorbing state is exercised."""
 
@@ -49,12 +56,15 @@ class TerminatingDotEnv(DotEnv):
         {"mode": "replace"},
         {"mode": "add", "weight": 0.5, "clip": 0.4},
         {"mode": "replace", "as_potential": True, "discount": 0.9},
+        {"mode": "replace", "as_potential": True, "success_reward": 2.0},
     ],
-    ids=["replace", "add-clip", "potential"],
+    ids=["replace", "add-clip", "potential", "potential-success"],
 )
 @pytest.mark.parametrize("env_cls", [DotEnv, TerminatingDotEnv], ids=["truncated", "terminated"])
 def test_relabelled_rewards_equal_the_wrappers_online_rewards(settings, env_cls) -> None:
-    online = RewardWrapper(FrameStack(env_cls(episode_steps=12), 3), ColumnReward(), **settings)
+    online = RewardWrapper(
+        FrameStack(env_cls(episode_steps=12), 3), JudgedColumnReward(), **settings
+    )
     obs, _ = online.reset(seed=4)
     frames, env_rewards, online_rewards, done = [obs["pixels"][-3:]], [], [], False
     rng = np.random.default_rng(0)
@@ -70,7 +80,7 @@ def test_relabelled_rewards_equal_the_wrappers_online_rewards(settings, env_cls)
         "action": np.zeros((len(env_rewards), 1), np.float32),
         "terminated": np.array(terminated),
     }
-    relabelled = EpisodeRelabeler(ColumnReward(), **settings)(episode)
+    relabelled = EpisodeRelabeler(JudgedColumnReward(), **settings)(episode)
     np.testing.assert_allclose(relabelled, online_rewards, atol=1e-6)
     assert np.ptp(relabelled) > 0.05  # the check is not between two constant sequences
 

@@ -170,6 +170,41 @@ def test_terminate_on_success_and_episode_totals():
     assert find_reward_wrapper(WalkEnv()) is None
 
 
+@pytest.mark.parametrize("as_potential", [False, True])
+def test_success_reward_takes_over_where_the_model_says_success(as_potential):
+    """KAGI: the sparse success reward where the model judges success, the dense term elsewhere
+    (computed here from Φ independently of the wrapper)."""
+    env = RewardWrapper(
+        FrameStack(WalkEnv(max_steps=60), 2),
+        ArbitraryPotential(),
+        weight=0.5,
+        as_potential=as_potential,
+        discount=0.9,
+        success_reward=3.0,
+    )
+    obs, _ = env.reset(seed=3)
+    before, seen, done = potential(obs), set(), False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        after = potential(obs)
+        dense = 0.5 * ((0.9 * after - before) if as_potential else after)
+        success = after > 1.5
+        assert info["reward_model_success"] == success
+        assert float(reward) == pytest.approx(3.0 if success else dense, abs=1e-5)
+        seen.add(success)
+        before, done = after, terminated or truncated
+    assert seen == {False, True}  # both branches were exercised
+
+
+def test_success_reward_needs_a_model_that_judges_success():
+    class NoJudge(RewardModel):
+        def score(self, frames, proprio=None, instruction=None):
+            return frames.float().mean(dim=(1, 2, 3))
+
+    with pytest.raises(ValueError, match="success_reward needs a reward model that judges"):
+        RewardWrapper(WalkEnv(), NoJudge(), success_reward=1.0)
+
+
 def test_running_mean_std_matches_numpy_and_round_trips():
     rng = np.random.default_rng(0)
     values = rng.normal(3.0, 2.0, size=1000)
