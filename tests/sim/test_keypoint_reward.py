@@ -75,7 +75,8 @@ def test_progress_rises_monotonically_along_a_scripted_rollout_and_not_a_shuffle
 
 def test_the_shaped_reward_telescopes_to_the_progress_gained() -> None:
     _, scores, _ = rollout(seed=5)
-    wrapper2, reach = reward_env(5, "task.reward.as_potential=true", "task.reward.weight=10")
+    wrapper2, reach = reward_env(5, "task.reward.success_reward=null")
+    assert wrapper2.as_potential and wrapper2.weight == 10.0
     wrapper2.reset(seed=5)
     total, discount = 0.0, 1.0
     for _ in range(25):
@@ -85,3 +86,19 @@ def test_the_shaped_reward_telescopes_to_the_progress_gained() -> None:
     # Σ γ^t (γ Φ(o_{t+1}) − Φ(o_t)) = γ^T Φ(o_T) − Φ(o_0), times the weight.
     expected = wrapper2.weight * (discount * scores[-1] - scores[0])
     assert abs(total - expected) < 1e-4
+
+
+def test_the_preset_pays_the_success_reward_on_the_disc_and_the_gain_elsewhere() -> None:
+    """The preset's reward, step by step, from the raw scores of the same rollout: 1 on the
+    disc (score 0), else 10 × (γ Φ(o') − Φ(o))."""
+    _, scores, _ = rollout(seed=5)
+    wrapper, reach = reward_env(5)
+    wrapper.reset(seed=5)
+    rewards = [float(wrapper.step(scripted_action(reach))[1]) for _ in range(25)]
+    gamma = wrapper.discount
+    expected = [
+        1.0 if after == 0.0 else 10.0 * (gamma * after - before)
+        for before, after in zip(scores[:-1], scores[1:], strict=True)
+    ]
+    np.testing.assert_allclose(rewards, expected, atol=1e-5)
+    assert 0 < expected.count(1.0) < 25  # the rollout is scored both ways
