@@ -8,8 +8,13 @@ EGL/llvmpipe on a CPU machine), once with MuJoCo's default visuals (shadows on, 
 renders) and once with shadows/reflections/skybox off (``fast_render``). Ratios are batched over
 baseline at the same image size.
 
+``--task cell_reach`` measures the robot cell instead: ``warp/cell_reach`` (one agent step = one
+10 Hz control step: the batched IK, 50 physics steps, front and wrist RGB frames per world)
+against the single-process CPU env ``cell/reach`` (``CellSim``'s IK, ``mujoco.mj_step``,
+``mujoco.Renderer`` for both cameras) measured in the same run.
+
     .venv/bin/python scripts/bench_sim.py [--worlds 1 16 64] [--sizes 32 64] [--seconds 3]
-                                          [--device cpu|cuda]
+                                          [--device cpu|cuda] [--task cartpole_swingup|cell_reach]
 
 Prints a table and one JSON line. Timings depend on the machine and its load; compare ratios.
 """
@@ -31,6 +36,7 @@ import torch
 import warp as wp
 
 from robotrl_sim._mujoco import disable_slow_visuals
+from robotrl_sim.cell import make_env as make_cell_env
 from robotrl_sim.warp import BatchedMujocoEnv, make_batched_env
 
 
@@ -44,9 +50,11 @@ def rate(step: Callable[[], None], seconds: float, min_steps: int = 5) -> float:
     return calls / (time.perf_counter() - start)
 
 
-def batched_world_steps_per_second(worlds: int, size: int, seconds: float, device: str) -> float:
+def batched_world_steps_per_second(
+    worlds: int, size: int, seconds: float, device: str, task: str = "cartpole_swingup"
+) -> float:
     env = make_batched_env(
-        "cartpole_swingup",
+        task,
         num_worlds=worlds,
         seed=0,
         image_size=size,
@@ -56,9 +64,10 @@ def batched_world_steps_per_second(worlds: int, size: int, seconds: float, devic
     assert isinstance(env, BatchedMujocoEnv)
     env.reset(seed=0)
     generator = torch.Generator(device=env.device).manual_seed(0)
+    action_size = env.single_action_space.shape[0]
 
     def step() -> None:
-        action = torch.rand(worlds, 1, generator=generator, device=env.device) * 2 - 1
+        action = torch.rand(worlds, action_size, generator=generator, device=env.device) * 2 - 1
         obs, *_ = env.step(action)
         if env.device.type == "cuda":
             torch.cuda.synchronize(env.device)
@@ -101,13 +110,69 @@ def mujoco_steps_per_second(size: int, seconds: float, fast_visuals: bool) -> fl
     return steps_per_second
 
 
+def cell_env_steps_per_second(size: int, seconds: float) -> float:
+    """Agent steps/s of the single-process CPU ``cell/reach`` (front and wrist cameras)."""
+    env = make_cell_env("reach", seed=0, image_size=size, action_repeat=1)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
+        if terminated or truncated:
+            env.reset()
+
+    steps_per_second = rate(step, seconds)
+    env.close()
+    return steps_per_second
+
+
+def cell_main(args: argparse.Namespace) -> None:
+    """The robot cell: ``warp/cell_reach`` against ``cell/reach``, both with two cameras."""
+    baseline = {size: cell_env_steps_per_second(size, args.seconds) for size in args.sizes}
+    rows = []
+    for size in args.sizes:
+        for worlds in args.worlds:
+            ours = batched_world_steps_per_second(
+                worlds, size, args.seconds, args.device, task="cell_reach"
+            )
+            rows.append(
+                {
+                    "worlds": worlds,
+                    "size": size,
+                    "batched_world_steps_per_s": ours,
+                    "cell_env_steps_per_s": baseline[size],
+                    "ratio": ours / baseline[size],
+                }
+            )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, warp {wp.__version__}, "
+        f"mujoco {mujoco.__version__}, batched device {args.device}, "
+        f"MUJOCO_GL={os.environ['MUJOCO_GL']}"
+    )
+    print("task warp/cell_reach vs cell/reach: 1 control step (50 physics steps) + front and")
+    print("wrist RGB frames per world per step")
+    print(f"{'worlds':>6} {'size':>5} {'batched':>10} {'cell/reach':>11} {'ratio':>7}   [steps/s]")
+    for row in rows:
+        print(
+            f"{row['worlds']:>6} {row['size']:>5} {row['batched_world_steps_per_s']:>10.2f}"
+            f" {row['cell_env_steps_per_s']:>11.2f} {row['ratio']:>6.2f}x"
+        )
+    print(json.dumps({"device": args.device, "task": "cell_reach", "rows": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
     parser.add_argument("--device", default="cpu", help="Warp device of the batched worlds")
+    parser.add_argument(
+        "--task", default="cartpole_swingup", choices=["cartpole_swingup", "cell_reach"]
+    )
     args = parser.parse_args()
+    if args.task == "cell_reach":
+        cell_main(args)
+        return
 
     baseline = {
         size: {

@@ -55,15 +55,29 @@ from robotrl_sim._common import (
     check_render_mode,
     reset_seed,
 )
-from robotrl_sim.cell import scene
+from robotrl_sim.cell import scene, task_math
 from robotrl_sim.cell.arm import CellSim, rotate_quat
+from robotrl_sim.cell.task_math import (
+    GRASP_BONUS,
+    LIFT_HEIGHT,
+    MAX_LEAD,
+    SUCCESS_DISTANCE,
+)
+
+__all__ = [
+    "GRASP_BONUS",
+    "LIFT_HEIGHT",
+    "MAX_LEAD",
+    "SUCCESS_DISTANCE",
+    "TASKS",
+    "CellEnv",
+    "CellOptions",
+    "pick_reward",
+    "reach_reward",
+]
 
 TASKS = ("reach", "pick_cube")
 DEFAULT_EPISODE_STEPS = {"reach": 50, "pick_cube": 100}
-SUCCESS_DISTANCE = 0.025  # m, reach
-LIFT_HEIGHT = 0.05  # m above the table, pick_cube
-GRASP_BONUS = 0.5
-MAX_LEAD = 0.05  # m: how far the TCP target may run ahead of the measured TCP
 # In reach, the cube waits off to the side, outside the target region.
 REACH_CUBE_XY = (0.72, 0.26)
 
@@ -93,16 +107,13 @@ def _bounded_box(bounds: _Bounds, with_last: bool) -> spaces.Box:
 
 
 def reach_reward(distance: float) -> float:
-    """``1 - tanh(10 d)``: 1 on the target, 0.24 at 10 cm."""
-    return 1.0 - float(np.tanh(10.0 * distance))
+    """``task_math.reach_reward`` of one distance, as a Python float."""
+    return float(task_math.reach_reward(distance))
 
 
 def pick_reward(tcp_to_cube: float, grasped: bool, height: float) -> float:
-    """Staged pick reward: reaching (≤ 1), then + 0.5 and + lift progress (≤ 1) while grasped."""
-    reward = reach_reward(tcp_to_cube)
-    if grasped:
-        reward += GRASP_BONUS + min(max(height, 0.0) / LIFT_HEIGHT, 1.0)
-    return reward
+    """``task_math.pick_reward`` of one state, as a Python float."""
+    return float(task_math.pick_reward(tcp_to_cube, grasped, height))
 
 
 @dataclass(frozen=True)
@@ -247,16 +258,14 @@ class CellEnv(gym.Env[Obs, np.ndarray]):
         sim, options = self.sim, self._options
         target_pos, target_quat = sim.tcp_target
         measured, _ = sim.tcp_pose()
-        lead = target_pos - measured
-        lead_norm = float(np.linalg.norm(lead))
-        if lead_norm > MAX_LEAD:
-            target_pos = measured + lead * (MAX_LEAD / lead_norm)
-        target_pos = target_pos + options.max_step * unit_action[:3]
+        target_pos = task_math.next_tcp_target(
+            target_pos, measured, unit_action[:3].astype(np.float64), options.max_step
+        )
         if options.rotation:
             target_quat = rotate_quat(target_quat, options.max_rotation * unit_action[3:6])
         else:
             target_quat = sim.home_tcp_quat
-        width = scene.GRIPPER_MAX_WIDTH * (1.0 - unit_action[-1]) / 2.0
+        width = task_math.gripper_width_command(float(unit_action[-1]), scene.GRIPPER_MAX_WIDTH)
         sim.command_tcp(target_pos, target_quat, width)
 
     def _cube_height(self) -> float:
@@ -274,8 +283,9 @@ class CellEnv(gym.Env[Obs, np.ndarray]):
     def _succeeded(self) -> bool:
         if self.task == "reach":
             tcp, _ = self.sim.tcp_pose()
-            return bool(np.linalg.norm(tcp - self.sim.target_position()) <= SUCCESS_DISTANCE)
-        return self._cube_height() >= LIFT_HEIGHT
+            distance = float(np.linalg.norm(tcp - self.sim.target_position()))
+            return bool(task_math.reach_success(distance))
+        return bool(task_math.pick_success(self._cube_height()))
 
     def _pixels(self) -> np.ndarray:
         size = self._image_size

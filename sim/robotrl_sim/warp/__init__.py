@@ -4,11 +4,12 @@ Design
     ``BatchedMujocoEnv`` (``batched.py``) steps N copies of one MuJoCo scene together with
     ``mujoco_warp.step`` and renders every world's cameras in one launch of MuJoCo Warp's
     ray-tracing megakernel (``mujoco_warp.render`` over a per-world BVH refitted each step). A task
-    (``WarpTask``: ``cartpole.py``, ``reach.py``) only supplies its MJCF, initial-state
+    (``WarpTask``: ``cartpole.py``, ``reach.py``, ``cell.py``) only supplies its MJCF, initial-state
     distribution (and mocap bodies' positions), reward, termination/success and proprio, all as
-    batched torch functions. The env follows Gymnasium's ``VectorEnv`` API with SAME_STEP
-    autoreset and the observation contract of DESIGN.md §4, but its arrays are torch tensors on
-    the sim's device.
+    batched torch functions, and optionally its own controller (``cell.py``: the robot cell's
+    end-effector delta actions through a batched IK, ``cell_control.py``). The env follows
+    Gymnasium's ``VectorEnv`` API with SAME_STEP autoreset and the observation contract of
+    DESIGN.md §4, but its arrays are torch tensors on the sim's device.
 
 Device handling
     ``device`` ("cpu", "cuda", "cuda:1") picks the Warp device; everything lives there. Actions go
@@ -61,11 +62,17 @@ from robotrl_sim.warp.batched import (
     WarpTask,
 )
 from robotrl_sim.warp.cartpole import CartpoleSwingup
+from robotrl_sim.warp.cell import CellPickCube, CellReach
 from robotrl_sim.warp.frame_stack import BatchedFrameStack
 from robotrl_sim.warp.randomization import DomainRandomization
 from robotrl_sim.warp.reach import Reach
 
-TASKS: dict[str, type[WarpTask]] = {"cartpole_swingup": CartpoleSwingup, "reach": Reach}
+TASKS: dict[str, type[WarpTask]] = {
+    "cartpole_swingup": CartpoleSwingup,
+    "cell_pick_cube": CellPickCube,
+    "cell_reach": CellReach,
+    "reach": Reach,
+}
 
 __all__ = [
     "TASKS",
@@ -73,6 +80,8 @@ __all__ = [
     "BatchedFrameStack",
     "BatchedMujocoEnv",
     "CartpoleSwingup",
+    "CellPickCube",
+    "CellReach",
     "DomainRandomization",
     "Reach",
     "SimTensors",

@@ -51,11 +51,35 @@ class WarpTask(ABC):
     it (no ``.item()``, no numpy), so a step never waits on the host.
     """
 
-    xml_path: Path  # the MJCF scene
+    xml_path: Path  # the MJCF scene (or override ``build_model``)
     cameras: tuple[str, ...]  # cameras rendered by default, in observation order
     time_limit: float  # seconds of simulated time until an episode is truncated
     reset_noise_size: int  # standard normals drawn per world at each reset
     proprio_size: int  # length of the "proprio" vector
+    # Optional, for tasks with their own controller (see ``control``):
+    action_size: int | None = None  # None: one action per actuator, mapped onto its ctrlrange
+    control_substeps: int = 1  # physics steps per control step (one ``control`` call each)
+    contacts: bool = False  # True: contacts of the reached state are found after a control step
+    geom_groups: tuple[int, ...] = (0, 1, 2)  # geom groups the cameras see
+
+    def build_model(self) -> mujoco.MjModel:
+        """The compiled scene; by default loaded from ``xml_path``."""
+        return mujoco.MjModel.from_xml_path(str(self.xml_path))
+
+    def bind(self, data: mjw.Data, device: torch.device) -> None:  # noqa: B027 (optional hook)
+        """Called once the worlds exist: a task may keep torch views of ``data``'s arrays
+        (``wp.to_torch``) and allocate its per-world state on ``device``."""
+
+    def control(self, sim: SimTensors, action: torch.Tensor) -> torch.Tensor | None:
+        """``ctrl [N, nu]`` for the next control step from ``action [N, action_size]`` in
+        [-1, 1]; None (the default) maps each action onto its actuator's ctrlrange."""
+        return None
+
+    def on_reset(self, sim: SimTensors, mask: torch.Tensor) -> None:  # noqa: B027 (optional hook)
+        """Called after the worlds of ``mask [N]`` got their initial state (kinematics fresh)."""
+
+    def after_control_step(self, sim: SimTensors) -> None:  # noqa: B027 (optional hook)
+        """Called after each control step's reward (e.g. to track "success so far")."""
 
     @abstractmethod
     def initial_state(
@@ -66,7 +90,7 @@ class WarpTask(ABC):
 
     @abstractmethod
     def reward(self, sim: SimTensors) -> torch.Tensor:
-        """Reward ``[N]`` of the state after one physics step (summed over ``action_repeat``)."""
+        """Reward ``[N]`` of the state after one control step (summed over ``action_repeat``)."""
 
     @abstractmethod
     def proprio(self, sim: SimTensors) -> torch.Tensor:
@@ -195,13 +219,13 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         self.action_repeat = int(action_repeat)
         self._wp_device = warp_device(device)
         self.device = torch.device(wp.device_to_torch(self._wp_device))
-        self.mj_model = mujoco.MjModel.from_xml_path(str(task.xml_path))
+        self.mj_model = task.build_model()
         cameras = options.cameras or task.cameras
         for name in cameras:
             if mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
-                raise ValueError(f"{task.xml_path.name} has no camera named {name!r}")
+                raise ValueError(f"{type(task).__name__}'s scene has no camera named {name!r}")
         self.cameras = tuple(cameras)
-        control_dt = self.mj_model.opt.timestep * self.action_repeat
+        control_dt = self.mj_model.opt.timestep * task.control_substeps * self.action_repeat
         time_limit = options.time_limit or task.time_limit
         self.max_episode_steps = max(1, math.ceil(time_limit / control_dt - 1e-9))
         self._randomization = options.randomization
@@ -227,6 +251,7 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
             render_rgb=True,
             render_depth=self.options.depth,
             cam_active=list(self.cameras),
+            enabled_geom_groups=list(self.task.geom_groups),
             use_textures=False,
             use_shadows=False,
             enable_specular=False,
@@ -293,7 +318,9 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         self._episode_return = torch.zeros(n, dtype=torch.float32, device=self.device)
         self._all_worlds = torch.ones(n, dtype=torch.bool, device=self.device)
 
-        self.single_action_space = spaces.Box(-1.0, 1.0, (mjm.nu,), np.float32)
+        self.task.bind(self.mjw_data, self.device)
+        self._action_size = self.task.action_size or mjm.nu
+        self.single_action_space = spaces.Box(-1.0, 1.0, (self._action_size,), np.float32)
         self.action_space = batch_space(self.single_action_space, n)
         view_shape = (size, size) if views == 1 else (views,)
         image = (3, size, size) if views == 1 else (*view_shape, 3, size, size)
@@ -345,18 +372,27 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
     def step(
         self, actions: torch.Tensor | np.ndarray
     ) -> tuple[TensorObs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Applies ``actions`` ([N, A] in [-1, 1], clipped) for ``action_repeat`` physics steps."""
+        """Applies ``actions`` ([N, A] in [-1, 1], clipped) for ``action_repeat`` control steps
+        (of ``task.control_substeps`` physics steps each; one physics step for most tasks)."""
         action = self._check_action(actions)
         sim = self.sim
+        task = self.task
         with self._on_device():
-            sim.ctrl.copy_(self._ctrl_low + (action + 1.0) * self._ctrl_half_span)
             reward = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device)
             for _ in range(self.action_repeat):
-                mjw.step(self.mjw_model, self.mjw_data)
+                ctrl = task.control(sim, action)
+                if ctrl is None:
+                    ctrl = self._ctrl_low + (action + 1.0) * self._ctrl_half_span
+                sim.ctrl.copy_(ctrl)
+                for _ in range(task.control_substeps):
+                    mjw.step(self.mjw_model, self.mjw_data)
                 # mjw.step leaves kinematics at the pre-step positions (as mj_step does); refresh
                 # them so rewards and images show the state the step reached.
                 mjw.kinematics(self.mjw_model, self.mjw_data)
-                reward += self.task.reward(sim)
+                if task.contacts:
+                    mjw.collision(self.mjw_model, self.mjw_data)
+                reward += task.reward(sim)
+                task.after_control_step(sim)
             mjw.camlight(self.mjw_model, self.mjw_data)
             self._elapsed += 1
             self._episode_return += reward
@@ -456,7 +492,7 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         return mask
 
     def _check_action(self, actions: torch.Tensor | np.ndarray) -> torch.Tensor:
-        expected = (self.num_envs, self.mj_model.nu)
+        expected = (self.num_envs, self._action_size)
         action = torch.as_tensor(actions, device=self.device)
         if tuple(action.shape) != expected:
             raise ValueError(f"actions must have shape {expected}, got {tuple(action.shape)}")
@@ -498,6 +534,7 @@ class BatchedMujocoEnv(gym.vector.VectorEnv):
         self._episode_return.masked_fill_(mask, 0.0)
         mjw.kinematics(self.mjw_model, self.mjw_data)
         mjw.camlight(self.mjw_model, self.mjw_data)
+        self.task.on_reset(self.sim, mask)
 
     def _observe(self, *, copy: bool) -> TensorObs:
         rc = self.render_context
