@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 from robotrl_real import msgs
 from robotrl_real.driver import DriverConfig, DriverNode
 from robotrl_real.env import (
+    ProgressReachReward,
     ReachReward,
     RobotEnv,
     RobotEnvConfig,
@@ -83,6 +85,33 @@ def test_steps_give_pixels_proprio_reach_reward_and_a_steady_10hz(stack):
         env.step(np.zeros(3))
     with pytest.raises(ValueError, match="finite"):
         env.step(np.array([np.nan, 0, 0, 0]))
+
+
+def test_progress_reach_reward_is_reset_by_the_env_and_pays_the_gain_then_success(stack):
+    """Rewards recomputed here from the proprio stream: 10 × (0.99·(−d') + d) while away, 1 on
+    arrival; the env calls the reward's reset with each reset's observation."""
+    _, env, _ = stack
+    target = (0.55, 0.05, 0.25)
+    env.reward_fn = ProgressReachReward(target, threshold=0.03)
+    with pytest.raises(RuntimeError, match="before reset"):
+        ProgressReachReward(target)({"proprio": np.zeros(8, np.float32)})
+    obs, _ = env.reset(seed=1)
+    distances = [np.linalg.norm(obs["proprio"][:3] - np.array(target))]
+    rewards, successes = [], []
+    for _ in range(20):
+        offset = np.array(target) - obs["proprio"][:3]
+        action = np.append(np.clip(offset / 0.02, -1.0, 1.0), 1.0)  # straight at it
+        obs, reward, _, _, info = env.step(action)
+        distances.append(np.linalg.norm(obs["proprio"][:3] - np.array(target)))
+        rewards.append(reward)
+        successes.append(info["success"])
+    expected = [
+        1.0 if after < 0.03 else 10.0 * (before - 0.99 * after)
+        for before, after in itertools.pairwise(distances)
+    ]
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5, atol=1e-6)
+    assert successes[-1] and not successes[0]  # it went from far to arrived
+    assert min(r for r, s in zip(rewards, successes, strict=True) if not s) > 0  # always closer
 
 
 def test_killing_a_camera_pauses_and_truncates(stack):

@@ -5,6 +5,8 @@ model (built from MuJoCo's camera) lifts it to the floor, and progress is read f
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from hydra import compose, initialize_config_module
@@ -98,7 +100,7 @@ def test_the_preset_pays_the_success_reward_on_the_disc_and_the_gain_elsewhere()
     gamma = wrapper.discount
     expected = [
         1.0 if after == 0.0 else 10.0 * (gamma * after - before)
-        for before, after in zip(scores[:-1], scores[1:], strict=True)
+        for before, after in itertools.pairwise(scores)
     ]
     np.testing.assert_allclose(rewards, expected, atol=1e-5)
     assert 0 < expected.count(1.0) < 25  # the rollout is scored both ways
