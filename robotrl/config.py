@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from robotrl.agents.bc_chunk import BCChunkConfig
+from robotrl.agents.diffusion_policy import DiffusionPolicyConfig
 from robotrl.agents.dreamer import DreamerConfig
 from robotrl.agents.drm import DrMConfig
 from robotrl.agents.drqv2 import DrQV2Config
@@ -126,7 +127,8 @@ class EvalConfig:
     task_options: dict[str, Any] = field(default_factory=dict)  # e.g. fast_render for DMC
     # Override fields of the checkpoint's agent config for acting (robotrl agents only), e.g.
     # +agent_options.act_with=base (a residual agent's base alone) or
-    # +agent_options.inference=chunk (a bc_chunk policy executing whole chunks).
+    # +agent_options.inference=chunk (a bc_chunk or diffusion_policy policy executing whole
+    # chunks).
     agent_options: dict[str, Any] = field(default_factory=dict)
     # Episodes played this many at a time in worker processes (robotrl.envs.vector); the same
     # episodes (episode i resets with seed + i) and results as one env.
@@ -159,6 +161,7 @@ def register_configs() -> None:
     store.store(group="agent", name="drm_schema", node=DrMConfig)
     store.store(group="agent", name="mentor_schema", node=MentorConfig)
     store.store(group="agent", name="bc_chunk_schema", node=BCChunkConfig)
+    store.store(group="agent", name="diffusion_policy_schema", node=DiffusionPolicyConfig)
     store.store(group="agent", name="residual_schema", node=ResidualConfig)
     store.store(group="agent", name="dreamer_schema", node=DreamerConfig)
     store.store(group="agent", name="ppo_schema", node=PPOConfig)

@@ -14,8 +14,10 @@ AGENT_CLASSES: dict[str, str] = {
     "mentor": "robotrl.agents.mentor:MentorAgent",
     # TACO is DrQ-v2 with ``aux="taco"`` (robotrl.agents.taco); any agent here can take that.
     "taco": "robotrl.agents.drqv2:DrQV2Agent",
-    # Residual RL (ResiP): a chunked BC base policy, and a residual learned on top of it.
+    # Residual RL (ResiP): a chunked BC base policy (MLP or diffusion head), and a residual
+    # learned on top of it.
     "bc_chunk": "robotrl.agents.bc_chunk:BCChunkAgent",
+    "diffusion_policy": "robotrl.agents.diffusion_policy:DiffusionPolicyAgent",
     "residual": "robotrl.agents.residual:ResidualAgent",
     # DreamerV3 world-model agent (RePo by ``agent.repo=true``); learns from sequence batches.
     "dreamer": "robotrl.agents.dreamer:DreamerAgent",

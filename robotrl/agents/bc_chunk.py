@@ -133,14 +133,7 @@ class BCChunkAgent(Agent):
         self.encoder = PixelEncoder(self.pixels_shape).to(self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.encoder.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        self.policy = ChunkPolicy(
-            self.encoder.repr_dim,
-            action_dim,
-            cfg.chunk_size,
-            cfg.feature_dim,
-            cfg.hidden_dim,
-            proprio_dim=proprio_dim,
-        ).to(self.device)
+        self.policy = self.build_policy().to(self.device)
         self.augment = RandomShift(cfg.augment_pad)
         self.modules = {"encoder": self.encoder, "policy": self.policy}
         self.acting_modules = ("encoder", "policy")
@@ -153,6 +146,18 @@ class BCChunkAgent(Agent):
         self._valid: torch.Tensor | None = None  # "ensemble": [N, K] which predictions count
         self._position: torch.Tensor | None = None  # "chunk": [N] next action of the chunk
         self.train()
+
+    def build_policy(self) -> nn.Module:
+        """The chunk head on the encoder's features; ``diffusion_policy`` swaps in its own."""
+        cfg = self.cfg
+        return ChunkPolicy(
+            self.encoder.repr_dim,
+            self.action_dim,
+            cfg.chunk_size,
+            cfg.feature_dim,
+            cfg.hidden_dim,
+            proprio_dim=self.proprio_dim,
+        )
 
     # -- forward -----------------------------------------------------------------------------
 

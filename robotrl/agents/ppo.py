@@ -40,9 +40,9 @@ truncated step, ``r`` on a terminated one, and GAE never chains across an episod
 (CleanRL's script treats both as terminal).
 
 Residual PPO (``base_checkpoint``; ResiP, Ankile et al., 2024, "From Imitation to Refinement --
-Residual RL for Precise Assembly"). A frozen ``bc_chunk`` policy (loaded and hashed as in
-``robotrl.agents.residual``) gives ``a_base`` per step; the PPO policy, which also sees
-``a_base`` (fused like proprio), gives ``r``, and the env gets
+Residual RL for Precise Assembly"). A frozen ``bc_chunk`` or ``diffusion_policy`` policy (loaded
+and hashed as in ``robotrl.agents.residual``) gives ``a_base`` per step; the PPO policy, which
+also sees ``a_base`` (fused like proprio), gives ``r``, and the env gets
 ``clip(a_base + residual_scale · r, -1, 1)``. The policy's last layer starts at zero, so the
 mean residual is 0 at first. PPO's ratios are those of ``r``.
 
@@ -99,7 +99,8 @@ class PPOConfig:
     feature_dim: int = 50
     hidden_dim: int = 256
     channels_last: bool = True
-    # Residual PPO: a bc_chunk checkpoint directory (step_<frame>) of the frozen base policy.
+    # Residual PPO: a bc_chunk or diffusion_policy checkpoint directory (step_<frame>) of the
+    # frozen base policy.
     base_checkpoint: str | None = None
     residual_scale: float = 0.1
     # Accepted so every task preset composes; PPO does not use them (module docstring).
@@ -252,7 +253,7 @@ class PPOAgent(Agent):
             cfg, obs_shape=obs_shape, action_dim=action_dim, device=device, proprio_dim=proprio_dim
         )
         self.cfg: PPOConfig = cfg
-        self.base: Any = None  # a frozen BCChunkAgent with base_checkpoint
+        self.base: Any = None  # a frozen BCChunkAgent (or diffusion policy) with base_checkpoint
         self.base_sha256: str | None = None
         if cfg.base_checkpoint:
             from robotrl.agents.residual import load_base_policy, weights_sha256
@@ -335,10 +336,11 @@ class PPOAgent(Agent):
 
     @torch.no_grad()
     def base_action(self, obs: TensorObs) -> torch.Tensor:
-        """``[B, A]`` actions of the frozen base (the first of its predicted chunk)."""
+        """``[B, A]`` actions of the frozen base (the first of its predicted chunk; a function
+        of the observation, for a diffusion base too)."""
         assert self.base is not None
-        chunk: torch.Tensor = self.base.predict_chunk(obs["pixels"], obs.get("proprio"))
-        return chunk[:, 0]
+        action: torch.Tensor = self.base.step_action(obs)
+        return action
 
     def env_action(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """What the env executes for the policy's raw ``action`` (module docstring)."""

@@ -2,7 +2,8 @@
 "From Imitation to Refinement -- Residual RL for Precise Assembly").
 
 The executed action is ``a = clip(a_base + scale * r, -1, 1)``: ``a_base`` comes from a frozen
-chunked BC policy (``robotrl.agents.bc_chunk``, loaded from ``base_checkpoint``) and ``r`` from a
+chunked BC policy (``robotrl.agents.bc_chunk``, or its diffusion-head form
+``robotrl.agents.diffusion_policy``; loaded from ``base_checkpoint``) and ``r`` from a
 small per-step residual actor that sees the observation *and* ``a_base``. The residual actor's
 last layer starts at zero, so ``r = 0`` and the agent acts exactly as its base at
 initialisation; ``scale`` (``residual_scale``, default 0.1) keeps the correction small.
@@ -17,8 +18,11 @@ the executed (combined) action: the replay stores it, and ``policy_action`` turn
 The base is queried per step (:meth:`~robotrl.agents.bc_chunk.BCChunkAgent.step_action`: the
 first action of the chunk predicted from this observation), not with temporal ensembling or open
 loop chunks: the base action is then a function of the observation, so the replay's transitions
-stay Markov and ``a_base`` at ``s'`` can be recomputed when learning. The comparison "residual vs
-base" is against the base acting this way (``act_with=base``).
+stay Markov and ``a_base`` at ``s'`` can be recomputed when learning. A diffusion base samples
+that chunk with fixed noise (the same on every call and every row: with the default DDIM
+sampling, the deterministic DDIM path from a fixed initial noise), which keeps it a function of
+the observation (``robotrl.agents.diffusion_policy``). The comparison "residual vs base" is
+against the base acting this way (``act_with=base``).
 
 Checkpoints hold the base's weights (modules ``base_encoder``, ``base_policy``) next to the
 residual's, and the SHA-256 of the base weights (``extra``). ``base_checkpoint`` must still be
@@ -45,6 +49,8 @@ from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
 
 log = logging.getLogger(__name__)
 ACT_WITH = ("combined", "base")
+#: Agents a residual can stand on: chunked BC with an MLP head, or with a diffusion head.
+BASE_POLICY_AGENTS = ("bc_chunk", "diffusion_policy")
 
 
 @dataclass
@@ -52,7 +58,8 @@ class ResidualConfig(DrQV2Config):
     """DrQ-v2's hyper-parameters for the residual, plus the base and the residual's scale."""
 
     name: str = "residual"
-    base_checkpoint: str | None = None  # a bc_chunk checkpoint directory (step_<frame>)
+    # a bc_chunk or diffusion_policy checkpoint directory (step_<frame>)
+    base_checkpoint: str | None = None
     residual_scale: float = 0.1
     # "combined": base + residual; "base": the base alone (e.g. robotrl-eval agent_options).
     act_with: str = "combined"
@@ -88,19 +95,22 @@ def load_base_policy(
     device: str,
     proprio_dim: int = 0,
 ) -> BCChunkAgent:
-    """The frozen ``bc_chunk`` agent saved in checkpoint ``path``."""
-    from robotrl.agents import class_path
+    """The frozen ``bc_chunk`` or ``diffusion_policy`` agent saved in checkpoint ``path``."""
+    from robotrl.agents import agent_class, class_path
     from robotrl.checkpoint import CheckpointError, load_checkpoint
 
     checkpoint = load_checkpoint(path)
-    if checkpoint.meta.get("agent_class") != class_path(BCChunkAgent):
+    classes = {class_path(cls): cls for cls in map(agent_class, BASE_POLICY_AGENTS)}
+    cls = classes.get(checkpoint.meta.get("agent_class"))  # type: ignore[arg-type]
+    if cls is None or not issubclass(cls, BCChunkAgent):
         raise CheckpointError(
             f"base_checkpoint {path} holds a {checkpoint.meta.get('agent_class')} agent; the "
-            f"residual agent needs a bc_chunk checkpoint ({class_path(BCChunkAgent)})"
+            f"residual agent needs a {' or '.join(BASE_POLICY_AGENTS)} checkpoint "
+            f"({', '.join(classes)})"
         )
     raw = checkpoint.meta["config"]["agent"]
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(BCChunkAgent.config_class), raw))
-    base = BCChunkAgent(
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.config_class), raw))
+    base = cls(
         cfg,  # type: ignore[arg-type]
         obs_shape=obs_shape,
         action_dim=action_dim,
@@ -130,7 +140,8 @@ class ResidualAgent(DrQV2Agent):
     ) -> None:
         if not cfg.base_checkpoint:
             raise ValueError(
-                "agent=residual needs agent.base_checkpoint=PATH (a bc_chunk checkpoint)"
+                "agent=residual needs agent.base_checkpoint=PATH (a bc_chunk or diffusion_policy "
+                "checkpoint)"
             )
         base = load_base_policy(
             cfg.base_checkpoint,
