@@ -20,7 +20,7 @@ from robotrl.replay import EpisodicReplay
 from robotrl.rewards.classifier import ClassifierConfig, LabelledFrames, SuccessClassifier
 from robotrl_real import msgs
 from robotrl_real.driver import DriverConfig, DriverNode
-from robotrl_real.env import ReachReward, RobotEnvConfig
+from robotrl_real.env import ProgressReachReward, ReachReward, RobotEnvConfig
 from robotrl_real.finetune import (
     ActorConfig,
     ClassifierGateError,
@@ -325,6 +325,8 @@ def test_killed_learner_actor_keeps_acting_then_reconnects_and_delivers(
 
 # ------------------------------------------------------------------------------ end to end
 
+# RLPD with HIL-SERL's initial temperature (robotrl-finetune's default; RLPD's 1.0 kept the
+# policy near uniform: 0.00 -> 0.00 after 80 episodes), on the KAGI-form reach reward.
 E2E_AGENT = {
     "hidden_dim": 64,
     "feature_dim": 32,
@@ -332,14 +334,20 @@ E2E_AGENT = {
     "utd": 2,
     "lr": 3e-4,
     "channels_last": False,
+    "init_temperature": 0.01,
 }
-E2E_TRAIN_EPISODES = int(os.environ.get("ROBOTRL_E2E_EPISODES", "30"))
+# Online episodes run until the learner has made this many updates (it updates as fast as the
+# CPU lets it while the episodes run in real time, so a busy machine needs more episodes).
+E2E_UPDATES = int(os.environ.get("ROBOTRL_E2E_UPDATES", "900"))
+E2E_MAX_EPISODES = 150
 
 
-@pytest.mark.slow
 def test_finetuning_on_the_sim_twin_reach_improves_success(ray_cluster, driver, tmp_path):
     """Scripted-teleop demos, then RLPD actor + learner on Ray against the sim twin over DDS;
-    the deterministic policy's success rate must rise above the starting policy's."""
+    the deterministic policy's success rate must rise above the starting policy's.
+
+    Measured (2026-11-30, 2 busy cores): 0.00 -> 0.50 after 30 episodes (716 updates), 0.00 ->
+    1.00 after 45 (872 updates), ~2.5 min each."""
     from robotrl_real.env import RobotEnv
     from robotrl_real.finetune import collect_teleop_demos
 
@@ -347,7 +355,7 @@ def test_finetuning_on_the_sim_twin_reach_improves_success(ray_cluster, driver, 
     node, domain_id = driver
     state = node.backend.read_state
     target = tuple(state().tcp_position + np.array([0.0, 0.08, -0.04]))
-    reward = ReachReward(target, threshold=0.03)
+    reward = ProgressReachReward(target, threshold=0.03, discount=0.97)
     config = actor_config(domain_id, f"learner-{uuid.uuid4().hex[:8]}", steps=20)
     env = RobotEnv(config.env, reward_fn=reward, domain_id=domain_id, dds_config=loopback_config())
     client = Node("teleop", namespace="arm", domain_id=domain_id, config=loopback_config())
@@ -385,11 +393,16 @@ def test_finetuning_on_the_sim_twin_reach_improves_success(ray_cluster, driver, 
 
     before = success_rate(4, 1000)
     ray.get(learner.start.remote())
-    for index in range(E2E_TRAIN_EPISODES):
-        ray.get(actor.run_episode.remote(index), timeout=60)
+    episodes = 0
+    while episodes < E2E_MAX_EPISODES and ray.get(learner.stats.remote())["updates"] < E2E_UPDATES:
+        ray.get(actor.run_episode.remote(episodes), timeout=60)
+        episodes += 1
     after = success_rate(4, 1000)
     stats = ray.get(learner.stats.remote())
-    print(f"\nsuccess before {before:.2f} after {after:.2f}; learner {stats['updates']} updates")
+    print(
+        f"\nsuccess before {before:.2f} after {after:.2f}; "
+        f"{episodes} episodes, learner {stats['updates']} updates"
+    )
     ray.kill(actor)
     ray.kill(learner)
     assert after > before and after >= 0.5
