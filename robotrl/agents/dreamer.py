@@ -49,7 +49,14 @@ Departures: ``replay.batch_size`` sets B (DreamerV3: 16) and the train ratio is 
 ``update_every_steps`` (each update replays ``B·T`` steps: B=16, T=64, one update every 2 agent
 steps is DreamerV3's DMC ratio of 512); the reference's replay lets windows run into the next
 episode, ours does not (``robotrl.replay``). Gradient clipping is by global norm (the paper)
-rather than the 2024 release's adaptive clipping.
+rather than the 2024 release's adaptive clipping. The λ-returns bootstrap on the slow critic (a
+target network, as in DreamerV2); the paper's release bootstraps on the critic itself and uses
+the slow critic only as the regulariser's target. Learning rates, Adam epsilons, clipping, KL
+scales, free bits, unimix, return normalisation and entropy scale are the paper's table (arXiv
+v1, 2023); the 2024 release's 4e-5 everywhere comes with LaProp and adaptive clipping, which
+we do not use. ``cnn_norm=false`` drops the channel LayerNorm from encoder and decoder CNNs
+(DreamerV1/V2's convolutions had none); on 32×32 reach frames an autoencoder with it stays on the
+background-only plateau for hundreds of updates longer (docs/benchmarks.md, Dreamer).
 
 Accepted and ignored, so every task preset composes: ``feature_dim``, ``lr`` (the optimizers
 have their own rates), ``stddev_schedule`` (the actor learns its own std). ``hidden_dim`` is
@@ -88,6 +95,7 @@ class DreamerConfig:
     hidden_dim: int = 512
     mlp_layers: int = 2
     cnn_depth: int = 32
+    cnn_norm: bool = True  # channel LayerNorm in encoder and decoder CNNs (module docstring)
     stoch_groups: int = 32
     stoch_classes: int = 32
     unimix: float = 0.01
@@ -320,6 +328,7 @@ class DreamerAgent(Agent):
             mlp_layers=cfg.mlp_layers,
             unimix=cfg.unimix,
             num_bins=cfg.num_bins,
+            cnn_norm=cfg.cnn_norm,
         ).to(self.device)
         feature_dim = self.world_model.rssm.feature_dim
         std = (cfg.actor_min_std, cfg.actor_max_std)

@@ -113,6 +113,11 @@ class ChannelNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+def _norm(channels: int, norm: bool) -> nn.Module:
+    """Channel LayerNorm (DreamerV3) or nothing (``cnn_norm=false``; convolutions get a bias)."""
+    return ChannelNorm(channels) if norm else nn.Identity()
+
+
 def conv_stages(size: int, max_grid: int = 6) -> int:
     """Stride-2 stages until an image of ``size`` pixels is at most ``max_grid`` wide."""
     stages = 0
@@ -124,14 +129,14 @@ def conv_stages(size: int, max_grid: int = 6) -> int:
 class ConvEncoder(nn.Module):
     """``[N, C, H, W]`` images in [0, 255] → ``[N, out_dim]`` (module docstring)."""
 
-    def __init__(self, channels: int, size: int, depth: int) -> None:
+    def __init__(self, channels: int, size: int, depth: int, norm: bool = True) -> None:
         super().__init__()
         self.stages = conv_stages(size)
         layers: list[nn.Module] = []
         width = channels
         for stage in range(self.stages):
             out = depth * 2**stage
-            layers += [nn.Conv2d(width, out, 4, 2, 1, bias=False), ChannelNorm(out), nn.SiLU()]
+            layers += [nn.Conv2d(width, out, 4, 2, 1, bias=not norm), _norm(out, norm), nn.SiLU()]
             width = out
         self.net = nn.Sequential(*layers, nn.Flatten())
         grid = size
@@ -148,7 +153,9 @@ class ConvDecoder(nn.Module):
     """Features ``[N, in_dim]`` → images ``[N, channels, size, size]`` centred on 0 (``x/255 −
     0.5``): a Linear to a small grid, transposed convolutions that double it, a crop."""
 
-    def __init__(self, in_dim: int, channels: int, size: int, depth: int) -> None:
+    def __init__(
+        self, in_dim: int, channels: int, size: int, depth: int, norm: bool = True
+    ) -> None:
         super().__init__()
         self.size = size
         stages = max(conv_stages(size), 1)
@@ -163,8 +170,8 @@ class ConvDecoder(nn.Module):
             else:
                 out = depth * 2 ** (stage - 1)
                 layers += [
-                    nn.ConvTranspose2d(width, out, 4, 2, 1, bias=False),
-                    ChannelNorm(out),
+                    nn.ConvTranspose2d(width, out, 4, 2, 1, bias=not norm),
+                    _norm(out, norm),
                     nn.SiLU(),
                 ]
                 width = out
@@ -359,6 +366,7 @@ class WorldModel(nn.Module):
         mlp_layers: int = 2,
         unimix: float = 0.01,
         num_bins: int = 255,
+        cnn_norm: bool = True,
     ) -> None:
         super().__init__()
         if len(pixels_shape) not in (3, 4) or pixels_shape[-1] != pixels_shape[-2]:
@@ -369,14 +377,14 @@ class WorldModel(nn.Module):
         self.views = pixels_shape[0] if len(pixels_shape) == 4 else 1
         channels, size = pixels_shape[-3], pixels_shape[-1]
         self.proprio_dim = proprio_dim
-        self.encoder = ConvEncoder(channels, size, cnn_depth)
+        self.encoder = ConvEncoder(channels, size, cnn_depth, cnn_norm)
         embed_dim = self.views * self.encoder.out_dim
         if proprio_dim:
             self.proprio_encoder = mlp(proprio_dim, hidden_dim, mlp_layers)
             embed_dim += hidden_dim
         self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, groups, classes, unimix)
         feature_dim = self.rssm.feature_dim
-        self.decoder = ConvDecoder(feature_dim, self.views * channels, size, cnn_depth)
+        self.decoder = ConvDecoder(feature_dim, self.views * channels, size, cnn_depth, cnn_norm)
         if proprio_dim:
             self.proprio_decoder = mlp(feature_dim, hidden_dim, mlp_layers, proprio_dim)
         self.twohot = TwoHotBins(num_bins)

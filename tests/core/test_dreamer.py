@@ -267,6 +267,70 @@ def test_state_dict_round_trip_reproduces_the_next_update() -> None:
     assert set(agent.get_weights()) == {"world_model", "actor"}
 
 
+@pytest.mark.parametrize("repo", [False, True])
+def test_checkpoint_save_load_resume_reproduces_the_next_losses(tmp_path, repo: bool) -> None:
+    """Through the trainer's checkpoint files (not an in-memory copy): a run trained on the fake
+    env saves at its end; a new trainer resumes from that directory (agent, optimisers, return
+    normaliser, replay from its episode files, replay and torch RNGs) and its next three updates
+    give exactly the losses the original run's next three updates give."""
+    from robotrl.config import EnvConfig, LoggerConfig, ReplayConfig, TaskConfig, TrainConfig
+    from robotrl.envs.wrappers import FrameStack
+    from robotrl.logger import Logger
+    from robotrl.replay import EpisodicReplay
+    from robotrl.trainer import Trainer
+    from tests.core.fakes import SIZE, DotEnv
+
+    cfg = TrainConfig(
+        agent=tiny_config(repo=repo, update_every_steps=5, num_expl_steps=10),
+        task=TaskConfig(suite="fake", name="dot"),
+        env=EnvConfig(image_size=SIZE, action_repeat=1, frame_stack=1),
+        replay=ReplayConfig(capacity=1000, batch_size=3, nstep=1),
+        logger=LoggerConfig(tensorboard=False, progress_bar=False, save_video=False),
+        frames=40,
+        seed_frames=20,
+        eval_every_frames=40,
+        eval_episodes=1,
+        checkpoint_every_frames=40,
+    )
+
+    def make_trainer() -> Trainer:
+        torch.manual_seed(0)
+        agent = DreamerAgent(
+            cfg.agent, obs_shape=(3, SIZE, SIZE), action_dim=1, device="cpu", proprio_dim=0
+        )
+        replay = EpisodicReplay(
+            capacity=1000, frame_stack=1, nstep=1, discount=0.99, directory=tmp_path / "replay"
+        )
+        return Trainer(
+            cfg,
+            tmp_path,
+            env=FrameStack(DotEnv(), 1),
+            eval_env=FrameStack(DotEnv(), 1),
+            agent=agent,
+            replay=replay,
+            logger=Logger(tmp_path, tensorboard=False),
+            config_record={},
+        )
+
+    def next_losses(trainer: Trainer) -> list[dict[str, float]]:
+        agent = trainer.agent
+        return [
+            agent.update(agent.sample_batch(trainer.replay, cfg.replay.batch_size), 40 + k)
+            for k in range(3)
+        ]
+
+    first = make_trainer()
+    first.train()  # ends with evaluate() then save(): the in-memory state is the saved one
+    first.logger.close()
+    expected = next_losses(first)
+    second = make_trainer()
+    assert second.resume() == 40
+    got = next_losses(second)
+    second.logger.close()
+    assert got == expected  # exact: same floats, same order of operations
+    assert {"model_loss", "actor_loss", "critic_loss"} <= set(got[0])
+
+
 def test_registry_and_contract_attributes() -> None:
     assert agent_class("dreamer") is DreamerAgent
     agent = make_agent(sequence_length=7, update_every_steps=3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from robotrl.nn.world_model import (
     ConvDecoder,
@@ -99,13 +100,16 @@ def test_latent_samples_are_one_hot_and_unimix_floors_probabilities() -> None:
     assert categorical_kl(logits, logits).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("norm", [True, False])
 @pytest.mark.parametrize("size", [32, 64, 84])
-def test_encoder_decoder_sizes(size: int) -> None:
-    encoder = ConvEncoder(3, size, depth=4)
+def test_encoder_decoder_sizes(size: int, norm: bool) -> None:
+    encoder = ConvEncoder(3, size, depth=4, norm=norm)
     out = encoder(torch.randint(0, 255, (2, 3, size, size), dtype=torch.uint8))
     assert out.shape == (2, encoder.out_dim)
-    decoder = ConvDecoder(10, 6, size, depth=4)
+    decoder = ConvDecoder(10, 6, size, depth=4, norm=norm)
     assert decoder(torch.randn(2, 10)).shape == (2, 6, size, size)
+    norms = [m for m in [*encoder.modules(), *decoder.modules()] if isinstance(m, nn.LayerNorm)]
+    assert bool(norms) == norm  # cnn_norm=false: no channel LayerNorm anywhere in the CNNs
 
 
 def moving_square_batch(

@@ -1,0 +1,82 @@
+"""Dreamer (``agent=dreamer``, with and without RePo) learns the built-in reach task from pixels
+on CPU, through the real ``robotrl-train`` CLI, by the same margin as the model-free agents in
+``tests/sim/test_learning.py``: the final evaluation return beats both a uniform random policy
+and the untrained agent by 25.
+
+Both tests are marked slow because they FAIL in the CI budget so far; the figures are in the
+test docstrings and in docs/benchmarks.md (Dreamer section). The bottleneck is the world model:
+for the first ~9k frames (~900 updates) of the CPU preset its reconstructions show only the
+background (image loss ~17, summed over 3x32x32 pixels; the ~40 pixels of agent ball and target
+disc are not drawn), so until then the latent state does not know where agent and target are
+and the actor learns from an uninformative model; it recovers only past the 14k-frame budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robotrl.trainer import eval_reset_seed
+from tests.sim.test_learning import EVAL_EPISODES, SEED, random_policy_return
+
+BIN = Path(sys.executable).parent
+FRAMES = 14_000  # DrQ-v2's budget in tests/sim/test_learning.py (~10 min on 2 CPU cores)
+
+
+def train_and_score(tmp_path: Path, *overrides: str) -> tuple[float, float, float]:
+    """(learned, untrained, random) eval returns of one ``agent=dreamer`` run on builtin/reach."""
+    done = subprocess.run(
+        [
+            str(BIN / "robotrl-train"),
+            "agent=dreamer",
+            f"runs_root={tmp_path}",
+            f"seed={SEED}",
+            f"frames={FRAMES}",
+            f"eval_every_frames={FRAMES}",
+            f"eval_episodes={EVAL_EPISODES}",
+            "logger.progress_bar=false",
+            "logger.tensorboard=false",
+            "torch_threads=1",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    run_dir = tmp_path / "builtin" / "reach" / "dreamer" / "default" / f"seed{SEED}"
+    with open(run_dir / "eval.csv") as handle:
+        rows = {int(row["frame"]): row for row in csv.DictReader(handle)}
+    learned = float(rows[FRAMES]["episode_return"])
+    untrained = float(rows[0]["episode_return"])
+    return learned, untrained, random_policy_return(eval_reset_seed(SEED))
+
+
+@pytest.mark.slow
+def test_dreamer_learns_builtin_reach_well_above_random(tmp_path):
+    """Measured (seed 1, 14k frames, CPU preset, one torch thread, 2 shared cores):
+    random 30-35, untrained 40.1, 34.9 at 14k frames (38.6 at 7k); 1500 updates, 10m31s wall
+    (5m11s user) on a shared 2-core machine. The world model's image loss stays at ~17 until
+    ~9k frames, then falls to ~7 by 14k; the actor has not recovered from training on an
+    uninformative model by the end. Resumed to 22k frames: 45.6 at 21k, 53.5 at 22k (random
+    + ~20, untrained + 13), 8m37s more wall (docs/benchmarks.md)."""
+    learned, untrained, random_return = train_and_score(tmp_path)
+    print(f"dreamer: random {random_return:.1f}, untrained {untrained:.1f}, learned {learned:.1f}")
+    assert 10.0 < random_return < 45.0  # sanity: the task is as hard as described
+    assert learned > random_return + 25.0
+    assert learned > untrained + 25.0
+
+
+@pytest.mark.slow
+def test_dreamer_with_repo_learns_builtin_reach_well_above_random(tmp_path):
+    """RePo (``agent.repo=true``): no reconstruction shapes the latent, only reward and
+    continue prediction under the KL constraint. Not measured to 14k frames yet: it shares the
+    failure above (the reward head has to find agent and target in the images unaided)."""
+    learned, untrained, random_return = train_and_score(tmp_path, "agent.repo=true")
+    print(f"repo: random {random_return:.1f}, untrained {untrained:.1f}, learned {learned:.1f}")
+    assert learned > random_return + 25.0
+    assert learned > untrained + 25.0
