@@ -256,24 +256,30 @@ class BCChunkAgent(Agent):
 
     # -- learning ----------------------------------------------------------------------------
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
-        pixels = self._pixels(batch["obs"]).float()
-        chunk = self.policy(self._features(self.augment(pixels), batch.get("proprio")))
-        target = torch.as_tensor(batch["action_seq"], device=self.device)
+    def masked_chunk_loss(self, error: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Mean L1/L2 (``cfg.loss``) of ``error [B, K, A]`` over the chunk steps that are real
+        actions (``action_seq_mask``; padding past an episode's end counts for nothing)."""
         mask = batch.get("action_seq_mask")
         weight = (
-            torch.ones(target.shape[:2], device=self.device)
+            torch.ones(error.shape[:2], device=self.device)
             if mask is None
             else torch.as_tensor(mask, device=self.device).float()
         )
-        error = chunk - target
         per_step = error.abs().mean(-1) if self.cfg.loss == "l1" else error.pow(2).mean(-1)
-        loss = (per_step * weight).sum() / weight.sum().clamp(min=1.0)
+        return (per_step * weight).sum() / weight.sum().clamp(min=1.0)
 
+    def step_policy(self, loss: torch.Tensor) -> None:
         optimizer = self.optimizers["policy"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        pixels = self._pixels(batch["obs"]).float()
+        chunk = self.policy(self._features(self.augment(pixels), batch.get("proprio")))
+        error = chunk - torch.as_tensor(batch["action_seq"], device=self.device)
+        loss = self.masked_chunk_loss(error, batch)
+        self.step_policy(loss)
         return {
             "bc_loss": loss.item(),
             "bc_first_action_l1": error[:, 0].abs().mean().item(),

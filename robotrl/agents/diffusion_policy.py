@@ -422,18 +422,6 @@ class DiffusionPolicyAgent(BCChunkAgent):
         noise = torch.randn_like(target)
         noisy = self.schedule.add_noise(target, noise, timesteps)
         predicted = self.denoiser(noisy, timesteps, cond)
-        mask = batch.get("action_seq_mask")
-        weight = (
-            torch.ones(target.shape[:2], device=self.device)
-            if mask is None
-            else torch.as_tensor(mask, device=self.device).float()
-        )
-        error = predicted - noise
-        per_step = error.abs().mean(-1) if self.cfg.loss == "l1" else error.pow(2).mean(-1)
-        loss = (per_step * weight).sum() / weight.sum().clamp(min=1.0)
-
-        optimizer = self.optimizers["policy"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = self.masked_chunk_loss(predicted - noise, batch)
+        self.step_policy(loss)
         return {"bc_loss": loss.item()}
