@@ -285,6 +285,8 @@ class Trainer:
                 collect_vectorized(self, progress)
             progress.close()
             self.evaluate()
+            while counters.next_eval_frame <= counters.frame:  # that one counts as due, too
+                counters.next_eval_frame += int(cfg.eval_every_frames)
             self.save()
             return self._result(resumed_from)
         finally:

@@ -118,6 +118,18 @@ def test_resume_continues_counters_replay_and_logs(tmp_path):
     assert frames == list(range(10, 121, 10))  # no duplicated or missing rows
 
 
+def test_extending_a_finished_run_does_not_evaluate_its_last_frame_again(tmp_path):
+    """The final evaluation of a run counts as the one due at that frame: a run extended from
+    100 to 150 frames (eval every 50) evaluates at 150 next, not at 100 again."""
+    first = make_trainer(make_cfg(frames=100), tmp_path)
+    first.train()
+    first.logger.close()
+    second = make_trainer(make_cfg(frames=150), tmp_path)
+    second.train()
+    second.logger.close()
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "eval.csv")] == [0, 50, 100, 150]
+
+
 def test_rerunning_a_finished_run_changes_nothing(tmp_path):
     first = make_trainer(make_cfg(frames=40), tmp_path)
     first.train()
