@@ -1,16 +1,19 @@
 """A learned success classifier (HIL-SERL style), shared by sim tasks and the real arm.
 
-A small conv net reads one frame (and proprio, if given) and outputs a success logit. It is
-trained with binary cross-entropy on labelled frames: positives, plain negatives and near-misses
-(frames just short of success, the negatives that matter). The decision threshold is then
-chosen on a validation split so that the false-positive rate stays at or below a target, since a
-false success ends an episode with a reward the policy will learn to exploit. :meth:`report`
-measures FPR (overall and on near-misses) and recall on held-out frames.
+A conv net reads one frame (and proprio, if given) and outputs a success logit: either a small
+CNN trained from scratch (``encoder="cnn"``) or a pretrained vision backbone loaded with
+transformers from a local directory (``encoder="pretrained"``, see :class:`PretrainedSuccessNet`)
+under a small trained head. It is trained with binary cross-entropy on labelled frames:
+positives, plain negatives and near-misses (frames just short of success, the negatives that
+matter). The decision threshold is then chosen on a validation split so that the false-positive
+rate stays at or below a target, since a false success ends an episode with a reward the policy
+will learn to exploit. :meth:`report` measures FPR (overall and on near-misses) and recall on
+held-out frames.
 
 Saved as ``classifier.safetensors`` (weights) + ``classifier.json`` (architecture, threshold,
-metrics); loading never unpickles code. As a reward (``task.reward.kind=success_classifier``)
-it gives 1 for a frame it calls a success and 0 otherwise, and with ``terminate_on_success``
-ends the episode there.
+metrics; for a pretrained encoder its kind, path and preprocessing); loading never unpickles
+code. As a reward (``task.reward.kind=success_classifier``) it gives 1 for a frame it calls a
+success and 0 otherwise, and with ``terminate_on_success`` ends the episode there.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robotrl.rewards.base import RewardModel, frames_tensor
+from robotrl.rewards.clip import _WEIGHT_FILES, CLIP_MEAN, CLIP_STD, ModelFilesError
 
 WEIGHTS_FILE = "classifier.safetensors"
 CONFIG_FILE = "classifier.json"
 #: Frame kinds in a labelled set; only "positive" frames are successes.
 KINDS = ("positive", "negative", "near_miss")
+ENCODERS = ("cnn", "pretrained")
+# ImageNet statistics, for a backbone directory without preprocessor_config.json (CLIP's own
+# statistics for CLIP towers).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -83,13 +92,38 @@ class LabelledFrames:
 
 @dataclass
 class ClassifierConfig:
+    """The classifier's architecture, threshold and metrics (all saved in ``classifier.json``).
+
+    ``encoder="pretrained"`` reads frames with the transformers backbone saved (by
+    ``save_pretrained``) in the local directory ``encoder_path``; with ``freeze_encoder`` (the
+    default, as in HIL-SERL) only the head is trained. ``encoder_input_size`` and
+    ``encoder_mean``/``encoder_std`` are the backbone's preprocessing; left at 0/empty they are
+    read from that directory when the classifier is built (see :func:`encoder_preprocessing`)
+    and then saved, so a loaded classifier preprocesses as it was trained.
+    """
+
     channels: int = 3
     image_size: int = 32
     proprio_dim: int = 0
-    width: int = 32
+    width: int = 32  # cnn only
     hidden: int = 64
     threshold: float = 0.5  # on the success probability; set by fit()
     metrics: dict[str, float] = field(default_factory=dict)  # report() on held-out frames
+    encoder: str = "cnn"  # one of ENCODERS
+    encoder_path: str | None = None
+    freeze_encoder: bool = True
+    encoder_input_size: int = 0
+    encoder_mean: list[float] = field(default_factory=list)
+    encoder_std: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder == "pretrained" and not self.encoder_path:
+            raise ValueError(
+                "encoder='pretrained' needs encoder_path, a local directory written by "
+                "save_pretrained"
+            )
 
 
 class SuccessNet(nn.Module):
@@ -121,12 +155,167 @@ class SuccessNet(nn.Module):
         return self.head(torch.cat(pooled, dim=-1)).squeeze(-1)
 
 
+class PretrainedSuccessNet(nn.Module):
+    """A transformers vision backbone from a local directory under a trained MLP head.
+
+    Frames are resized (bilinear, antialiased) to ``encoder_input_size``, scaled to [0, 1] and
+    normalised with ``encoder_mean``/``encoder_std``. The backbone's ``last_hidden_state``
+    (``[B, C, h, w]`` for a conv net such as ResNet, ``[B, tokens, D]`` for a ViT or a CLIP
+    tower) is mean- and max-pooled over positions, as in :class:`SuccessNet`. A frozen backbone
+    stays in eval mode (batch-norm statistics fixed) and gets no gradient.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        assert config.encoder_path is not None  # ClassifierConfig checks it
+        self.encoder = load_backbone(config.encoder_path)
+        size, mean, std = encoder_preprocessing(config.encoder_path, self.encoder.config)
+        # The recorded preprocessing wins: a loaded head was trained with it.
+        config.encoder_input_size = config.encoder_input_size or size or config.image_size
+        config.encoder_mean = list(config.encoder_mean or mean)
+        config.encoder_std = list(config.encoder_std or std)
+        if (
+            len(config.encoder_mean) != config.channels
+            or len(config.encoder_std) != config.channels
+        ):
+            raise ValueError(
+                f"the encoder's mean/std have {len(config.encoder_mean)} channels, "
+                f"the frames {config.channels}"
+            )
+        self.input_size = config.encoder_input_size
+        # Not persistent: the JSON records them.
+        mean_tensor = torch.tensor(config.encoder_mean).view(1, -1, 1, 1)
+        self.register_buffer("mean", mean_tensor, persistent=False)
+        self.register_buffer(
+            "std", torch.tensor(config.encoder_std).view(1, -1, 1, 1), persistent=False
+        )
+        self.frozen = config.freeze_encoder
+        if self.frozen:
+            self.encoder.requires_grad_(False)
+        with torch.no_grad():
+            probe = torch.zeros(1, config.channels, self.input_size, self.input_size)
+            feature_dim = self.encode(probe).shape[-1]
+        self.head = nn.Sequential(
+            nn.Linear(feature_dim + config.proprio_dim, config.hidden),
+            nn.ReLU(),
+            nn.Linear(config.hidden, 1),
+        )
+
+    def train(self, mode: bool = True) -> PretrainedSuccessNet:
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features ``[B, 2D]`` of normalised pixels ``[B, C, S, S]``."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.encoder(pixel_values=pixels).last_hidden_state
+        positions = hidden.flatten(2) if hidden.ndim == 4 else hidden.transpose(1, 2)
+        return torch.cat([positions.mean(dim=-1), positions.amax(dim=-1)], dim=-1)
+
+    def forward(self, frames: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        pixels = frames.float() / 255.0
+        if pixels.shape[-1] != self.input_size or pixels.shape[-2] != self.input_size:
+            pixels = F.interpolate(
+                pixels, size=(self.input_size,) * 2, mode="bilinear", antialias=True
+            )
+        features = [self.encode((pixels - self.mean) / self.std)]
+        if proprio is not None:
+            features.append(proprio.float())
+        return self.head(torch.cat(features, dim=-1)).squeeze(-1)
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What ``save`` writes: the head, and the backbone only if it was trained too (a
+        frozen one is read again from ``encoder_path``)."""
+        return {
+            name: value
+            for name, value in self.state_dict().items()
+            if not (self.frozen and name.startswith("encoder."))
+        }
+
+
+def build_net(config: ClassifierConfig) -> nn.Module:
+    return SuccessNet(config) if config.encoder == "cnn" else PretrainedSuccessNet(config)
+
+
+def check_encoder_dir(path: str | Path) -> Path:
+    """``path`` as a directory holding a saved transformers vision model, or a clear error."""
+    directory = Path(path).expanduser()
+    expected = (
+        "config.json and model.safetensors (or pytorch_model.bin), as written by the "
+        "model's save_pretrained; preprocessor_config.json (image size, mean, std) is optional"
+    )
+    if not directory.is_dir():
+        raise ModelFilesError(
+            f"pretrained encoder directory {str(directory)!r} does not exist; expected a "
+            f"directory with {expected}. Weights are never downloaded: copy them there first."
+        )
+    missing = []
+    if not (directory / "config.json").is_file():
+        missing.append("config.json")
+    if not any((directory / name).is_file() for name in _WEIGHT_FILES):
+        missing.append(" or ".join(_WEIGHT_FILES))
+    if missing:
+        raise ModelFilesError(
+            f"pretrained encoder directory {str(directory)!r} lacks {'; '.join(missing)} "
+            f"(expected {expected})"
+        )
+    return directory
+
+
+def load_backbone(path: str | Path) -> nn.Module:
+    """The vision model saved in ``path`` (local files only). A full CLIP checkpoint gives its
+    vision tower; anything else is loaded with ``AutoModel``."""
+    directory = check_encoder_dir(path)
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError(
+            "a pretrained classifier encoder needs transformers: pip install 'robotrl[vlm]'"
+        ) from err
+    config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+    loader = transformers.CLIPVisionModel if config.model_type == "clip" else transformers.AutoModel
+    model: nn.Module = loader.from_pretrained(directory, local_files_only=True)
+    return model
+
+
+def encoder_preprocessing(
+    path: str | Path, model_config: Any
+) -> tuple[int, list[float], list[float]]:
+    """Input size (0: keep the frame size), mean and std for the backbone in ``path``.
+
+    From ``preprocessor_config.json`` when present: ``crop_size`` if given, else ``size``
+    (``height``, ``shortest_edge`` or a number; frames are square, so each means the side),
+    ``image_mean`` and ``image_std``. Otherwise the model config's ``image_size`` (ViT, CLIP; a
+    ResNet has none) and ImageNet's statistics (CLIP's for CLIP towers).
+    """
+    model_type = str(getattr(model_config, "model_type", ""))
+    clip = model_type.startswith("clip")
+    mean, std = (CLIP_MEAN, CLIP_STD) if clip else (IMAGENET_MEAN, IMAGENET_STD)
+    size = int(getattr(model_config, "image_size", 0) or 0)
+    preprocessor = Path(path).expanduser() / "preprocessor_config.json"
+    if preprocessor.is_file():
+        settings = json.loads(preprocessor.read_text())
+        mean = settings.get("image_mean", mean)
+        std = settings.get("image_std", std)
+        side = settings.get("crop_size") or settings.get("size")
+        if isinstance(side, dict):
+            side = side.get("height", side.get("shortest_edge"))
+        if side:
+            size = int(side)
+    return size, [float(m) for m in mean], [float(s) for s in std]
+
+
 class SuccessClassifier(RewardModel):
     """Train, calibrate, save and load a success classifier; also a terminal reward model."""
 
-    def __init__(self, config: ClassifierConfig, net: SuccessNet | None = None) -> None:
+    def __init__(self, config: ClassifierConfig, net: nn.Module | None = None) -> None:
         self.config = config
-        self.net = net if net is not None else SuccessNet(config)
+        self.net = net if net is not None else build_net(config)
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -198,7 +387,8 @@ class SuccessClassifier(RewardModel):
         torch.manual_seed(seed)
         classifier = cls(config)
         net = classifier.net
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+        trained = [p for p in net.parameters() if p.requires_grad]  # not a frozen encoder
+        optimizer = torch.optim.Adam(trained, lr=lr)
         frames = torch.as_tensor(train.frames)
         labels = torch.as_tensor(train.labels, dtype=torch.float32)
         proprio = None if train.proprio is None else torch.as_tensor(train.proprio).float()
@@ -252,10 +442,18 @@ class SuccessClassifier(RewardModel):
     # -- files --------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        """Weights as safetensors and config/threshold/metrics as JSON, each written atomically."""
+        """Weights as safetensors and config/threshold/metrics as JSON, each written atomically.
+
+        A frozen pretrained encoder is not copied: the JSON names its directory, which must
+        still hold the same weights when the classifier is loaded."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state = (
+            self.net.trained_state()
+            if isinstance(self.net, PretrainedSuccessNet)
+            else self.net.state_dict()
+        )
+        weights = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         _atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(weights, str(tmp)))
         text = json.dumps({"class": "SuccessClassifier", **asdict(self.config)}, indent=2)
         _atomic(directory / CONFIG_FILE, lambda tmp: tmp.write_text(text))
@@ -274,7 +472,19 @@ class SuccessClassifier(RewardModel):
         if record.pop("class", None) != "SuccessClassifier":
             raise ValueError(f"{directory / CONFIG_FILE} does not describe a SuccessClassifier")
         classifier = cls(ClassifierConfig(**record))
-        classifier.net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        weights = load_file(str(directory / WEIGHTS_FILE))
+        net = classifier.net
+        if isinstance(net, PretrainedSuccessNet) and net.frozen:
+            expected = set(net.trained_state())
+            if set(weights) != expected:
+                missing, unexpected = expected - set(weights), set(weights) - expected
+                raise ValueError(
+                    f"{directory / WEIGHTS_FILE} does not hold this classifier's head: missing "
+                    f"{sorted(missing)}, unexpected {sorted(unexpected)}"
+                )
+            net.load_state_dict(weights, strict=False)  # the encoder came from encoder_path
+        else:
+            net.load_state_dict(weights)
         return classifier
 
 

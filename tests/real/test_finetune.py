@@ -323,6 +323,64 @@ def test_killed_learner_actor_keeps_acting_then_reconnects_and_delivers(
     ray.kill(learner)
 
 
+def test_estop_survives_new_weights_until_enable(ray_cluster, driver, tmp_path):
+    """The e-stop latched on the driver holds the arm through a weight swap and a whole episode
+    of the new policy (its reset included); only ``enable`` clears it."""
+    ray = ray_cluster
+    node, domain_id = driver
+    name = f"learner-{uuid.uuid4().hex[:8]}"
+    learner = start_learner(
+        TINY_AGENT,
+        LearnerConfig(obs_shape=OBS_SHAPE, batch_size=4, checkpoint_every=0),
+        demos=write_demos(tmp_path / "demos"),
+        name=name,
+        namespace="robotrl_test",
+        train=False,  # weights are published below, by hand
+    )
+    actor = start_actor(
+        TINY_AGENT, actor_config(domain_id, name), SuccessReward(ReachReward(TARGET))
+    )
+    operator = Node("operator", namespace="arm", domain_id=domain_id, config=loopback_config())
+    try:
+        estop, enable = operator.publisher("estop"), operator.publisher("enable")
+        assert estop.wait_for_subscribers() and enable.wait_for_subscribers()
+        first = ray.get(actor.run_episode.remote(), timeout=60)  # gives the learner data
+        assert first.delivered == 1 and node.safety.latched is None
+
+        estop.publish(msgs.Bool(True))
+        wait_for(lambda: node.safety.latched == "estop", 2.0)
+        arrival = node.arrivals["estop"]
+        held_at = node.backend.read_state().tcp_position.copy()
+
+        ray.get(learner.train.remote(3))  # publish_every=1: three new versions
+        version = ray.get(learner.stats.remote())["version"]
+        assert version > first.policy_version
+        second = ray.get(actor.run_episode.remote(), timeout=60)
+        assert second.policy_version == version  # swapped in at the episode boundary
+        assert second.steps == 20  # a whole episode of the new policy, acting the while
+
+        assert node.safety.latched == "estop" and node.mode == "estop"
+        during = [r for r in node.records() if r.time >= arrival]
+        assert len(during) >= 50  # ~2 s of 50 Hz ticks, each one a hold for the e-stop
+        assert all(r.held and r.reason == "estop" for r in during)
+        moved = np.linalg.norm(node.backend.read_state().tcp_position - held_at)
+        assert moved < 0.003, moved
+
+        cleared = time.monotonic()
+        enable.publish(msgs.Bool(True))
+        wait_for(lambda: node.safety.latched is None, 2.0)
+        third = ray.get(actor.run_episode.remote(), timeout=60)
+        assert third.policy_version == version
+        after = [r for r in node.records() if r.time >= cleared]
+        assert any(not r.held for r in after)  # the policy's commands reach the arm again
+        # the same kind of episode (a reset, then the policy) does move the arm when enabled
+        assert np.linalg.norm(node.backend.read_state().tcp_position - held_at) > 0.003
+    finally:
+        operator.close()
+        ray.kill(actor)
+        ray.kill(learner)
+
+
 # ------------------------------------------------------------------------------ end to end
 
 # RLPD with HIL-SERL's initial temperature (robotrl-finetune's default; RLPD's 1.0 kept the
