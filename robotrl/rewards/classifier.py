@@ -310,6 +310,23 @@ def encoder_preprocessing(
     return size, [float(m) for m in mean], [float(s) for s in std]
 
 
+def choose_threshold(negatives: np.ndarray, positives: np.ndarray, target_fpr: float) -> float:
+    """A decision threshold with at most ``floor(target_fpr · len(negatives))`` negatives above
+    it (strictly) and as many positives above it as that allows, placed halfway between the
+    highest negative it must reject and the lowest positive above that one, so that unseen
+    negatives scoring a little higher than the validation ones are still rejected."""
+    negatives = np.sort(np.asarray(negatives, np.float64))[::-1]
+    if len(negatives) == 0:
+        raise ValueError("the validation split needs negatives to set the threshold")
+    allowed = int(np.floor(target_fpr * len(negatives)))  # false positives we may keep
+    bar = float(negatives[allowed]) if allowed < len(negatives) else 0.0
+    above = np.asarray(positives, np.float64)
+    above = above[above > bar]
+    if len(above):
+        return float((bar + above.min()) / 2)
+    return float(np.nextafter(np.float32(bar), np.float32(2.0)))
+
+
 class SuccessClassifier(RewardModel):
     """Train, calibrate, save and load a success classifier; also a terminal reward model."""
 
@@ -409,15 +426,10 @@ class SuccessClassifier(RewardModel):
         return classifier
 
     def calibrate(self, validation: LabelledFrames, target_fpr: float) -> float:
-        """Lowest threshold whose FPR on ``validation``'s non-successes is ≤ ``target_fpr``."""
+        """Sets the threshold from ``validation`` (:func:`choose_threshold`) and returns it."""
         probs = self.probability(validation.frames, validation.proprio).numpy()
-        negatives = np.sort(probs[~validation.labels])[::-1]
-        if len(negatives) == 0:
-            raise ValueError("the validation split needs negatives to set the threshold")
-        allowed = int(np.floor(target_fpr * len(negatives)))  # false positives we may keep
-        # Strictly above the (allowed+1)-th highest negative: at most `allowed` pass.
-        bar = float(negatives[allowed]) if allowed < len(negatives) else 0.0
-        self.config.threshold = float(np.nextafter(np.float32(bar), np.float32(2.0)))
+        labels = validation.labels
+        self.config.threshold = choose_threshold(probs[~labels], probs[labels], target_fpr)
         return self.config.threshold
 
     def report(self, held_out: LabelledFrames) -> dict[str, float]:
