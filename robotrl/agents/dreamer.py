@@ -58,6 +58,14 @@ we do not use. ``cnn_norm=false`` drops the channel LayerNorm from encoder and d
 (DreamerV1/V2's convolutions had none); on 32×32 reach frames an autoencoder with it stays on the
 background-only plateau for hundreds of updates longer (docs/benchmarks.md, Dreamer).
 
+World-model pretraining (``pretrain_updates = N``, default 0 = DreamerV3, which has none). As
+DreamerV1's ``pretrain`` option (kept by many ports): the first update after the seed frames
+first makes N world-model-only updates on the seed data, so the actor's first updates imagine
+in a model that already reconstructs the scene. The agent draws the burst's data itself: its
+first ``sample_batch`` returns ``(N + 1)·B`` sequences, which ``update`` splits into N
+world-model batches and the normal update's batch. Whether the burst is still due is
+checkpointed.
+
 Accepted and ignored, so every task preset composes: ``feature_dim``, ``lr`` (the optimizers
 have their own rates), ``stddev_schedule`` (the actor learns its own std). ``hidden_dim`` is
 the MLP width of every network.
@@ -65,6 +73,7 @@ the MLP width of every network.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +91,10 @@ from robotrl.nn.world_model import (
     mlp,
     sample_one_hot,
 )
+from robotrl.replay import EpisodicReplay
 from robotrl.schedules import LinearSchedule
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,6 +140,9 @@ class DreamerConfig:
     return_norm_high: float = 0.95
     return_norm_limit: float = 1.0
     num_expl_steps: int = 0  # uniform random actions before this agent step (training only)
+    # World-model-only updates on the seed data before the first normal update (DreamerV1's
+    # "pretrain"; 0 = DreamerV3). Module docstring.
+    pretrain_updates: int = 0
     # RePo.
     repo: bool = False
     probe_decoder: bool = True
@@ -184,7 +199,8 @@ class DreamerConfig:
             )
         if self.num_bins < 3 or self.num_bins % 2 == 0:
             raise ValueError(f"num_bins must be odd and >= 3, got {self.num_bins}")
-        for key in ("free_nats", "repo_target_kl", "num_expl_steps", "actor_entropy"):
+        nonnegative = ("free_nats", "repo_target_kl", "num_expl_steps", "actor_entropy")
+        for key in (*nonnegative, "pretrain_updates"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
@@ -369,6 +385,7 @@ class DreamerAgent(Agent):
         # Per eval_mode: reset every row (True), the rows of a mask, or nothing (None).
         self._pending: dict[bool, np.ndarray | bool | None] = {False: None, True: None}
         self._img_step: Callable[..., Any] = self.world_model.rssm.imagine_step
+        self.pretrain_due = cfg.pretrain_updates > 0  # the burst before the first update
         if cfg.compile:
             self._compile()
         self.train()
@@ -441,23 +458,17 @@ class DreamerAgent(Agent):
 
     # -- learning ----------------------------------------------------------------------------
 
+    def sample_batch(self, replay: EpisodicReplay, batch_size: int) -> dict[str, np.ndarray]:
+        """Sequences ``[B, T]``; ``pretrain_updates + 1`` times as many while the pretraining
+        burst is due (module docstring)."""
+        if self.pretrain_due:
+            batch_size *= self.cfg.pretrain_updates + 1
+        return replay.sample_sequences(batch_size, self.replay_sequence)
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        pixels = self._to_tensor(batch["obs"])
-        if pixels.dim() != len(self.obs_shape) + 2:
-            raise ValueError(
-                "Dreamer learns from sequence batches: obs must be [B, T, "
-                f"{', '.join(map(str, self.obs_shape))}], got {list(pixels.shape)} "
-                "(EpisodicReplay.sample_sequences)"
-            )
-        proprio = batch.get("proprio")
-        inputs = {
-            "pixels": pixels,
-            "proprio": None if proprio is None else self._to_tensor(proprio).float(),
-            "prev_action": self._to_tensor(batch["prev_action"]).float(),
-            "reward": self._to_tensor(batch["reward"]).float(),
-            "is_first": self._to_tensor(batch["is_first"]).bool(),
-            "is_terminal": self._to_tensor(batch["is_terminal"]).bool(),
-        }
+        inputs = self._sequence_inputs(batch)
+        if self.pretrain_due:
+            inputs = self._pretrain(inputs)
         try:
             metrics, starts = self.update_world_model(inputs)
             metrics |= self.update_behaviour(starts)
@@ -469,6 +480,47 @@ class DreamerAgent(Agent):
                 "run with agent.compile=false"
             ) from error
         return metrics
+
+    def _sequence_inputs(self, batch: Batch) -> dict[str, Any]:
+        pixels = self._to_tensor(batch["obs"])
+        if pixels.dim() != len(self.obs_shape) + 2:
+            raise ValueError(
+                "Dreamer learns from sequence batches: obs must be [B, T, "
+                f"{', '.join(map(str, self.obs_shape))}], got {list(pixels.shape)} "
+                "(EpisodicReplay.sample_sequences)"
+            )
+        proprio = batch.get("proprio")
+        return {
+            "pixels": pixels,
+            "proprio": None if proprio is None else self._to_tensor(proprio).float(),
+            "prev_action": self._to_tensor(batch["prev_action"]).float(),
+            "reward": self._to_tensor(batch["reward"]).float(),
+            "is_first": self._to_tensor(batch["is_first"]).bool(),
+            "is_terminal": self._to_tensor(batch["is_terminal"]).bool(),
+        }
+
+    def _pretrain(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The burst: world-model updates on all but the last ``B`` rows; those last rows."""
+        count = self.cfg.pretrain_updates + 1
+        size, extra = divmod(len(inputs["pixels"]), count)
+        if size == 0 or extra:
+            raise ValueError(
+                f"the pretraining batch must hold pretrain_updates + 1 = {count} batches, got "
+                f"{len(inputs['pixels'])} rows (draw it with DreamerAgent.sample_batch)"
+            )
+        chunks = [
+            {k: None if v is None else v[i * size : (i + 1) * size] for k, v in inputs.items()}
+            for i in range(count)
+        ]
+        losses = [self.update_world_model(chunk)[0]["image_loss"] for chunk in chunks[:-1]]
+        log.info(
+            "world-model pretraining: %d updates, image loss %.2f -> %.2f",
+            count - 1,
+            losses[0],
+            losses[-1],
+        )
+        self.pretrain_due = False
+        return chunks[-1]
 
     def update_world_model(
         self, inputs: dict[str, Any]
@@ -594,8 +646,14 @@ class DreamerAgent(Agent):
         }
 
     def extra_state(self) -> dict[str, Any]:
-        return {"return_norm_low": self.return_norm.low, "return_norm_high": self.return_norm.high}
+        return {
+            "return_norm_low": self.return_norm.low,
+            "return_norm_high": self.return_norm.high,
+            "pretrain_due": self.pretrain_due,
+        }
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         self.return_norm.low = float(state.get("return_norm_low", 0.0))
         self.return_norm.high = float(state.get("return_norm_high", 0.0))
+        # Checkpoints from before the option had no burst to come.
+        self.pretrain_due = bool(state.get("pretrain_due", False))

@@ -331,6 +331,56 @@ def test_checkpoint_save_load_resume_reproduces_the_next_losses(tmp_path, repo: 
     assert {"model_loss", "actor_loss", "critic_loss"} <= set(got[0])
 
 
+class FakeSequenceReplay:
+    """``sample_sequences`` only, recording the batch sizes asked for."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def sample_sequences(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
+        self.sizes.append(batch_size)
+        return sequence_batch(batch=batch_size, length=length)
+
+
+def optimizer_steps(agent: DreamerAgent, name: str) -> int:
+    optimizer = agent.optimizers[name]
+    first = optimizer.param_groups[0]["params"][0]
+    return int(optimizer.state[first]["step"]) if first in optimizer.state else 0
+
+
+@pytest.mark.parametrize("pretrain", [0, 4])
+def test_pretrain_burst_makes_exactly_n_world_model_updates_once(pretrain: int) -> None:
+    """``pretrain_updates = N``: the first batch holds N + 1 batches; its update makes N + 1
+    world-model steps and one actor/critic step; later batches and updates are the usual size.
+    With N = 0 nothing changes (one world-model step per update, B rows)."""
+    torch.manual_seed(0)
+    agent = make_agent(pretrain_updates=pretrain)
+    replay = FakeSequenceReplay()
+    assert agent.extra_state()["pretrain_due"] == (pretrain > 0)
+    agent.update(agent.sample_batch(replay, 3), step=0)  # type: ignore[arg-type]
+    assert replay.sizes == [3 * (pretrain + 1)]
+    assert optimizer_steps(agent, "world_model") == pretrain + 1
+    assert optimizer_steps(agent, "actor") == optimizer_steps(agent, "critic") == 1
+    agent.update(agent.sample_batch(replay, 3), step=1)  # type: ignore[arg-type]
+    assert replay.sizes[1:] == [3]
+    assert optimizer_steps(agent, "world_model") == pretrain + 2
+    assert optimizer_steps(agent, "actor") == 2
+    assert agent.extra_state()["pretrain_due"] is False
+    # A resumed run does not burst again; a due burst survives a checkpoint.
+    restored = make_agent(pretrain_updates=pretrain)
+    restored.load_state_dict(agent.state_dict())
+    assert not restored.pretrain_due
+    fresh = make_agent(pretrain_updates=pretrain)
+    fresh.load_state_dict(make_agent(pretrain_updates=pretrain).state_dict())
+    assert fresh.pretrain_due == (pretrain > 0)
+
+
+def test_pretrain_burst_rejects_a_batch_of_the_wrong_size() -> None:
+    agent = make_agent(pretrain_updates=2)
+    with pytest.raises(ValueError, match="pretrain_updates"):
+        agent.update(sequence_batch(batch=4), step=0)
+
+
 def test_registry_and_contract_attributes() -> None:
     assert agent_class("dreamer") is DreamerAgent
     agent = make_agent(sequence_length=7, update_every_steps=3)
@@ -346,6 +396,7 @@ def test_registry_and_contract_attributes() -> None:
         ({"num_bins": 254}, "num_bins"),
         ({"actor_min_std": 2.0}, "actor_min_std"),
         ({"repo_target_kl": -1.0}, "repo_target_kl"),
+        ({"pretrain_updates": -1}, "pretrain_updates"),
     ],
 )
 def test_bad_config_raises(overrides: dict[str, object], match: str) -> None:

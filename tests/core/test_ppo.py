@@ -355,8 +355,9 @@ def test_single_env_training_and_resume_continue_from_the_checkpoint_frame(tmp_p
         torch.testing.assert_close(tensor, saved[name])
     frames = [int(r["frame"]) for r in read_csv(tmp_path / "train.csv")]
     assert frames == sorted(frames) and frames[-1] == 128 and frames.count(64) <= 2
-    # The resumed run (eval every 64) re-evaluates at 64: next_eval_frame was saved at 64.
-    assert [int(r["frame"]) for r in read_csv(tmp_path / "eval.csv")] == [0, 32, 64, 64, 128]
+    # The first run's final evaluation at 64 counted as the one due there, so it saved 96 (its
+    # schedule: every 32) as the next; the resumed run evaluates at 96, then finally at 128.
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "eval.csv")] == [0, 32, 64, 96, 128]
 
 
 # ------------------------------------------------------------------------ residual PPO
