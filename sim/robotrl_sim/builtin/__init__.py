@@ -25,7 +25,8 @@ def make_env(
 
     ``reach`` takes :class:`ReachOptions`: ``episode_steps`` (50), ``target`` ("random" or
     "fixed"), ``control_timestep`` (0.05 s), ``render_size`` (256), ``render_mode``
-    ("rgb_array") and ``proprio`` (False).
+    ("rgb_array"), ``proprio`` (False), ``distractors`` (None), and the harder variants'
+    ``action_bias`` ((0, 0)) and ``action_noise`` (0).
     """
     if task not in TASKS:
         raise UnknownTaskError(f"unknown builtin task {task!r}; valid tasks: {', '.join(TASKS)}")

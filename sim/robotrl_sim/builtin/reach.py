@@ -8,11 +8,21 @@ with ``target="fixed"``). The reward is dense and in [0, 1] per control step: 1 
 ``rewards.tolerance``. The task never terminates; episodes are truncated after ``episode_steps``.
 ``distractors="moving"`` (or ``"colors"``) puts a new random background behind the arena every
 episode (see ``robotrl_sim.distractors``).
+
+Harder variants (for policies cloned on the clean task, e.g. a residual's base): the actuators
+execute ``clip(clip(action, -1, 1) + action_bias + noise, -1, 1)`` per agent step, where
+``action_bias`` is a constant ``(x, y)`` offset, an uncalibrated actuator or a steady wind, and
+``noise`` is Gaussian with standard deviation ``action_noise``, drawn anew each agent step from a
+stream seeded by the episode's reset. Both default to off. The scripted expert (a high-gain
+proportional controller) still succeeds with a bias of ``(0.7, 0.7)``, settling ~4.9 cm from the
+centre, while a policy cloned from its demos, with a softer gain near the target, settles outside
+the disc (``tests/sim/test_residual_improves.py``: a residual policy learns the correction).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, SupportsFloat
@@ -61,9 +71,21 @@ class ReachOptions:
     # Distracting backgrounds (robotrl_sim.distractors): None (off), "moving", "colors" or a
     # mapping of DistractorOptions fields.
     distractors: Any = None
+    # Harder variants (module docstring): a constant (x, y) offset added to every action before
+    # the actuators' [-1, 1] limits, and the standard deviation of Gaussian noise added likewise.
+    action_bias: Sequence[float] = (0.0, 0.0)
+    action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         parse_distractors(self.distractors)  # raises on a bad value, before anything is built
+        bias = parse_action_bias(self.action_bias)
+        object.__setattr__(self, "action_bias", bias)  # a tuple of floats, also from a list
+        if isinstance(self.action_noise, bool) or not (
+            isinstance(self.action_noise, int | float) and 0.0 <= self.action_noise < math.inf
+        ):
+            raise ValueError(
+                f"action_noise must be a finite number >= 0, got {self.action_noise!r}"
+            )
         if self.episode_steps < 1:
             raise ValueError(f"episode_steps must be >= 1, got {self.episode_steps}")
         if self.target not in ("random", "fixed"):
@@ -71,6 +93,18 @@ class ReachOptions:
         if not self.control_timestep > 0:
             raise ValueError(f"control_timestep must be > 0, got {self.control_timestep}")
         check_render_mode(self.render_mode)
+
+
+def parse_action_bias(value: Any) -> tuple[float, float]:
+    """``action_bias`` as a tuple of two finite floats in [-1, 1] (beyond, the actuator limits
+    would swamp every action); raises ValueError otherwise."""
+    try:
+        bias = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"action_bias must be two numbers (x, y), got {value!r}") from None
+    if isinstance(value, str) or len(bias) != 2 or not all(-1.0 <= v <= 1.0 for v in bias):
+        raise ValueError(f"action_bias must be two numbers (x, y) in [-1, 1], got {value!r}")
+    return (bias[0], bias[1])
 
 
 def scripted_action(env: ReachEnv) -> np.ndarray:
@@ -134,6 +168,8 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
         agent_step_seconds = options.control_timestep * action_repeat
         self.metadata = {**self.metadata, "render_fps": max(1, round(1.0 / agent_step_seconds))}
         self._steps_taken: int | None = None  # None until reset, and again after truncation
+        self._bias = np.asarray(options.action_bias, np.float64)
+        self._noise_rng: np.random.Generator | None = None  # action_noise's stream, per reset
 
     @property
     def agent_position(self) -> np.ndarray:
@@ -168,13 +204,18 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
         mujoco.mj_forward(self._model, self._data)
         if self._distractor is not None:
             self._distractor.reset(seed)
+        if self._options.action_noise > 0:
+            # Its own stream: a jumped copy of the episode's (gymnasium's PCG64), so drawing the
+            # noise never shifts the start states of later episodes.
+            bit_generator: Any = self.np_random.bit_generator
+            self._noise_rng = np.random.Generator(bit_generator.jumped())
         self._steps_taken = 0
         return self._observation(), {"success": self._distance() <= TARGET_RADIUS}
 
     def step(self, action: np.ndarray) -> tuple[Obs, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._steps_taken is None:
             raise RuntimeError("call reset() before step(), and again after an episode ends")
-        self._data.ctrl[:] = check_action(action, self._model.nu)
+        self._data.ctrl[:] = self._actuation(check_action(action, self._model.nu))
         reward = 0.0
         for _ in range(self._action_repeat):
             mujoco.mj_step(self._model, self._data, nstep=self._substeps)
@@ -187,6 +228,13 @@ class ReachEnv(gym.Env[Obs, np.ndarray]):
             self._steps_taken = None
         info = {"success": self._distance() <= TARGET_RADIUS}
         return self._observation(), reward, False, truncated, info
+
+    def _actuation(self, action: np.ndarray) -> np.ndarray:
+        """What the actuators execute for a clipped ``action`` (module docstring)."""
+        if self._options.action_noise > 0:
+            assert self._noise_rng is not None
+            action = action + self._noise_rng.normal(0.0, self._options.action_noise, action.shape)
+        return np.clip(action + self._bias, -1.0, 1.0)
 
     def _observation(self) -> Obs:
         obs = {"pixels": channels_first(self._render(self._image_size))}
