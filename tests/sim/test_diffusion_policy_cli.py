@@ -10,21 +10,15 @@ training 100-125 s, the module 2.5-3.5 min (90 s of CPU time in the subprocesses
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from robotrl.demos import collect_demos
-from robotrl.envs import make_env
 from robotrl.trainer import eval_reset_seed
-from robotrl_sim.builtin.reach import scripted_action
+from tests.sim.cli_runs import csv_rows, eval_rows, reach_demos, run
 from tests.sim.test_learning import random_policy_return
 
-BIN = Path(sys.executable).parent
 SEED = 1
 DEMOS = 20
 FRAMES = 3000  # 1500 updates of batch 64 (one update = one agent step = action_repeat frames)
@@ -34,23 +28,6 @@ COMMON = [
     "logger.save_video=false",
     "eval_episodes=10",
 ]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    return done
-
-
-def csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
-
-
-def eval_rows(run_dir: Path) -> dict[int, dict[str, str]]:
-    return {int(row["frame"]): row for row in csv_rows(run_dir / "eval.csv")}
 
 
 def eval_return(checkpoint: Path, out: Path, *options: str) -> float:
@@ -64,26 +41,7 @@ def eval_return(checkpoint: Path, out: Path, *options: str) -> float:
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("dp_demos")
-    env = make_env(
-        "builtin",
-        "reach",
-        seed=0,
-        image_size=32,
-        action_repeat=2,
-        frame_stack=3,
-        options={"render_mode": None},
-    )
-    # Demo seeds 5000+ stay clear of the trainer's evaluation seeds (eval_reset_seed).
-    stats = collect_demos(
-        env,
-        scripted_action,
-        episodes=DEMOS,
-        directory=directory,
-        frame_stack=3,
-        seed=5000,
-        action_noise=0.3,
-    )
-    env.close()
+    stats = reach_demos(directory, DEMOS)
     assert stats.success_rate == 1.0 and stats.mean_return > 90.0
     return directory
 

@@ -87,13 +87,14 @@ def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
     ``env_return``.
 
     Measured (2026-11-30, 14k frames, env return; random 34.1): seed 1 88.1 at 7k, 97.4 at 14k
-    (success 1.0); seed 2 73.4 and 93.6; seed 3 35.1 and 76.0. Forms that failed this test: minus the distance used directly
-    (weight 1: 44.5 at 7k, 49.3 at 14k; weight 2: 22-30; weight 5: 18.6 then 3.5; weight 10:
-    parked in a corner), the same plus the success reward (9.7 and 21.8 at 7k, seeds 1 and 2),
-    and the potential form with weight 1 (18.6 at 7k: the metres gained are too small next to
-    the success reward). Our reading: with minus the distance, DrQ-v2's critic must fit a large
-    state-dependent baseline (about -0.3 per step for 50 steps) whose errors swamp the small
-    differences between actions; the potential form leaves only the per-step gain."""
+    (success 1.0); seed 2 73.4 and 93.6; seed 3 35.1 and 76.0. Forms that failed this test:
+    minus the distance used directly (weight 1: 44.5 at 7k, 49.3 at 14k; weight 2: 22-30;
+    weight 5: 18.6 then 3.5; weight 10: parked in a corner), the same plus the success reward
+    (9.7 and 21.8 at 7k, seeds 1 and 2), and the potential form with weight 1 (18.6 at 7k: the
+    metres gained are too small next to the success reward). Our reading: with minus the
+    distance, DrQ-v2's critic must fit a large state-dependent baseline (about -0.3 per step for
+    50 steps) whose errors swamp the small differences between actions; the potential form
+    leaves only the per-step gain."""
     frames = FRAMES["drqv2"]
     done = subprocess.run(
         [

@@ -57,22 +57,15 @@ Commands (what the test runs, seed 1; ``$D``: the demos it collects, ``$BC``: th
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from robotrl.demos import collect_demos
-from robotrl.envs import make_env
 from robotrl.trainer import eval_reset_seed
-from robotrl_sim.builtin.reach import scripted_action
+from tests.sim.cli_runs import DEMO_SEED, csv_rows, eval_rows, reach_demos, run
 
-BIN = Path(sys.executable).parent
 SEED = 1
-DEMO_SEED = 5000  # demo reset seeds, clear of the trainer's evaluation seeds (eval_reset_seed)
 DEMOS = 20
 BIAS = "[0.7,0.7]"
 BC_FRAMES = 3000  # 1500 updates
@@ -104,46 +97,14 @@ RESIDUAL = [
 ]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    return done
-
-
-def eval_rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "eval.csv") as handle:
-        return list(csv.DictReader(handle))
-
-
 def episode_successes(csv_path: Path) -> list[float]:
-    with open(csv_path) as handle:
-        return [float(row["success"]) for row in csv.DictReader(handle)]
+    return [float(row["success"]) for row in csv_rows(csv_path)]
 
 
 def test_residual_ppo_raises_the_clones_success_on_the_biased_reach(tmp_path):
     started = time.perf_counter()
     demos = tmp_path / "demos"
-    env = make_env(
-        "builtin",
-        "reach",
-        seed=0,
-        image_size=32,
-        action_repeat=2,
-        frame_stack=3,
-        options={"render_mode": None},
-    )
-    stats = collect_demos(
-        env,
-        scripted_action,
-        episodes=DEMOS,
-        directory=demos,
-        frame_stack=3,
-        seed=DEMO_SEED,
-        action_noise=0.3,
-    )
-    env.close()
+    stats = reach_demos(demos, DEMOS, seed=DEMO_SEED)
     assert stats.success_rate == 1.0
 
     # 1. Chunked BC on the clean task, evaluated by its own run (temporal ensembling).
@@ -158,7 +119,7 @@ def test_residual_ppo_raises_the_clones_success_on_the_biased_reach(tmp_path):
         *COMMON,
     )
     bc_dir = runs / "builtin" / "reach" / "bc_chunk" / "default" / f"seed{SEED}"
-    bc_clean = float(eval_rows(bc_dir)[-1]["success_rate"])
+    bc_clean = float(eval_rows(bc_dir)[BC_FRAMES]["success_rate"])
     base = bc_dir / "checkpoints" / f"step_{BC_FRAMES:012d}"
 
     # The base as the residual queries it (the first action of each predicted chunk), clean.
@@ -187,7 +148,8 @@ def test_residual_ppo_raises_the_clones_success_on_the_biased_reach(tmp_path):
         f"checkpoint_every_frames={RESIDUAL_FRAMES}",
         *COMMON,
     )
-    rows = eval_rows(runs / "builtin" / "reach" / "ppo" / "default" / f"seed{SEED}")
+    by_frame = eval_rows(runs / "builtin" / "reach" / "ppo" / "default" / f"seed{SEED}")
+    rows = [by_frame[frame] for frame in sorted(by_frame)]
     base_biased = float(rows[0]["success_rate"])
     residual_biased = float(rows[-1]["success_rate"])
     minutes = (time.perf_counter() - started) / 60

@@ -9,67 +9,30 @@ combined policy and the base alone (``agent_options.act_with=base``).
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from robotrl.demos import collect_demos, load_demos
-from robotrl.envs import make_env
+from robotrl.demos import load_demos
 from robotrl.replay import load_episode
 from robotrl.trainer import eval_reset_seed
-from robotrl_sim.builtin.reach import scripted_action
+from tests.sim.cli_runs import csv_rows, eval_rows, reach_demos, run
 from tests.sim.test_learning import random_policy_return
 
-BIN = Path(sys.executable).parent
 SEED = 1
 DEMOS = 20
 BC_FRAMES = 3000  # 1500 updates (one update = one agent step = action_repeat frames)
 COMMON = ["logger.progress_bar=false", "logger.tensorboard=false", "eval_episodes=10"]
 
 
-def reach_env():
-    options = {"render_mode": None}
-    return make_env(
-        "builtin", "reach", seed=0, image_size=32, action_repeat=2, frame_stack=3, options=options
-    )
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    return done
-
-
-def eval_rows(run_dir: Path) -> dict[int, dict[str, str]]:
-    with open(run_dir / "eval.csv") as handle:
-        return {int(row["frame"]): row for row in csv.DictReader(handle)}
-
-
-def episode_rows(csv_path: Path) -> list[dict[str, str]]:
-    with open(csv_path) as handle:
-        return list(csv.DictReader(handle))
+episode_rows = csv_rows
 
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("demos")
-    env = reach_env()
-    # Demo seeds 5000+ stay clear of the trainer's evaluation seeds (eval_reset_seed).
-    stats = collect_demos(
-        env,
-        scripted_action,
-        episodes=DEMOS,
-        directory=directory,
-        frame_stack=3,
-        seed=5000,
-        action_noise=0.3,
-    )
-    env.close()
+    stats = reach_demos(directory, DEMOS)
     assert stats.episodes == DEMOS and stats.transitions == DEMOS * 50
     assert stats.success_rate == 1.0 and stats.mean_return > 90.0
     return directory
