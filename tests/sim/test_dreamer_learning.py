@@ -15,44 +15,19 @@ that plateau but is not enough either (best: 62.8 at 14k with train ratio 64, ~1
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from robotrl.trainer import eval_reset_seed
-from tests.sim.test_learning import EVAL_EPISODES, SEED, random_policy_return
+from tests.sim.test_learning import SEED, random_policy_return, train_reach
 
-BIN = Path(sys.executable).parent
 FRAMES = 14_000  # DrQ-v2's budget in tests/sim/test_learning.py (~10 min on 2 CPU cores)
 
 
 def train_and_score(tmp_path: Path, *overrides: str) -> tuple[float, float, float]:
     """(learned, untrained, random) eval returns of one ``agent=dreamer`` run on builtin/reach."""
-    done = subprocess.run(
-        [
-            str(BIN / "robotrl-train"),
-            "agent=dreamer",
-            f"runs_root={tmp_path}",
-            f"seed={SEED}",
-            f"frames={FRAMES}",
-            f"eval_every_frames={FRAMES}",
-            f"eval_episodes={EVAL_EPISODES}",
-            "logger.progress_bar=false",
-            "logger.tensorboard=false",
-            "torch_threads=1",
-            *overrides,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    run_dir = tmp_path / "builtin" / "reach" / "dreamer" / "default" / f"seed{SEED}"
-    with open(run_dir / "eval.csv") as handle:
-        rows = {int(row["frame"]): row for row in csv.DictReader(handle)}
+    _, rows = train_reach(tmp_path, "dreamer", FRAMES, "torch_threads=1", *overrides, timeout=2400)
     learned = float(rows[FRAMES]["episode_return"])
     untrained = float(rows[0]["episode_return"])
     return learned, untrained, random_policy_return(eval_reset_seed(SEED))

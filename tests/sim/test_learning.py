@@ -20,6 +20,7 @@ import torch
 
 from robotrl.envs import make_batched_env, make_env
 from robotrl.trainer import eval_reset_seed
+from tests.sim.cli_runs import eval_rows, run
 
 BIN = Path(sys.executable).parent
 # DrM restarts its noise schedule when it awakens (~step 1000), so it explores longer; MENTOR
@@ -46,29 +47,32 @@ def random_policy_return(eval_seed: int) -> float:
     return float(np.mean(returns))
 
 
+def train_reach(
+    tmp_path: Path, agent: str, frames: int, *overrides: str, timeout: float = 1500
+) -> tuple[Path, dict[int, dict[str, str]]]:
+    """One ``robotrl-train`` run of ``agent`` on builtin/reach (evaluated at 0 and ``frames``):
+    its run directory and its ``eval.csv`` rows by frame."""
+    run(
+        "robotrl-train",
+        f"agent={agent}",
+        f"runs_root={tmp_path}",
+        f"seed={SEED}",
+        f"frames={frames}",
+        f"eval_every_frames={frames}",
+        f"eval_episodes={EVAL_EPISODES}",
+        "logger.progress_bar=false",
+        "logger.tensorboard=false",
+        *overrides,
+        timeout=timeout,
+    )
+    run_dir = tmp_path / "builtin" / "reach" / agent / "default" / f"seed{SEED}"
+    return run_dir, eval_rows(run_dir)
+
+
 @pytest.mark.parametrize("agent", sorted(FRAMES))
 def test_agent_learns_builtin_reach_well_above_random(tmp_path, agent):
     frames = FRAMES[agent]
-    done = subprocess.run(
-        [
-            str(BIN / "robotrl-train"),
-            f"agent={agent}",
-            f"runs_root={tmp_path}",
-            f"seed={SEED}",
-            f"frames={frames}",
-            f"eval_every_frames={frames}",
-            f"eval_episodes={EVAL_EPISODES}",
-            "logger.progress_bar=false",
-            "logger.tensorboard=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    run_dir = tmp_path / "builtin" / "reach" / agent / "default" / f"seed{SEED}"
-    with open(run_dir / "eval.csv") as handle:
-        rows = {int(row["frame"]): row for row in csv.DictReader(handle)}
+    run_dir, rows = train_reach(tmp_path, agent, frames)
     learned = float(rows[frames]["episode_return"])
     untrained = float(rows[0]["episode_return"])
     random_return = random_policy_return(eval_reset_seed(SEED))
@@ -96,26 +100,7 @@ def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
     50 steps) whose errors swamp the small differences between actions; the potential form
     leaves only the per-step gain."""
     frames = FRAMES["drqv2"]
-    done = subprocess.run(
-        [
-            str(BIN / "robotrl-train"),
-            "+reward=keypoints_builtin_reach",
-            f"runs_root={tmp_path}",
-            f"seed={SEED}",
-            f"frames={frames}",
-            f"eval_every_frames={frames}",
-            f"eval_episodes={EVAL_EPISODES}",
-            "logger.progress_bar=false",
-            "logger.tensorboard=false",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    run_dir = tmp_path / "builtin" / "reach" / "drqv2" / "default" / f"seed{SEED}"
-    with open(run_dir / "eval.csv") as handle:
-        rows = {int(row["frame"]): row for row in csv.DictReader(handle)}
+    _, rows = train_reach(tmp_path, "drqv2", frames, "+reward=keypoints_builtin_reach")
     learned = float(rows[frames]["env_return"])
     untrained = float(rows[0]["env_return"])
     random_return = random_policy_return(eval_reset_seed(SEED))
