@@ -196,9 +196,15 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 def sample_one_hot(logits: torch.Tensor) -> torch.Tensor:
     """One-hot samples of ``[..., K]`` logits with straight-through gradients (value: exact
-    one-hot; gradient: that of the probabilities)."""
+    one-hot; gradient: that of the probabilities).
+
+    Sampled by inverting the CDF: the class is the first whose cumulative probability reaches a
+    uniform draw (scaled by the total, which rounding can leave just below 1). Same law as
+    ``torch.multinomial``, ~15x cheaper on CPU for the RSSM's many small groups."""
     probs = torch.softmax(logits, -1)
-    index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+    cdf = probs.detach().cumsum(-1)
+    draw = torch.rand(*cdf.shape[:-1], 1, device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
+    index = (cdf < draw).sum(-1).clamp(max=probs.shape[-1] - 1)
     one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
     return one_hot + (probs - probs.detach())  # the value stays an exact one-hot
 

@@ -100,6 +100,18 @@ def test_latent_samples_are_one_hot_and_unimix_floors_probabilities() -> None:
     assert categorical_kl(logits, logits).abs().max() < 1e-6
 
 
+def test_latent_samples_follow_the_categorical_probabilities() -> None:
+    """Class frequencies of 200k one-hot samples match the probabilities (4 sigma)."""
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = torch.log(probs).expand(20_000, 10, 5)
+    counts = sample_one_hot(logits).detach().sum((0, 1))
+    draws = 200_000
+    sigma = torch.sqrt(draws * probs * (1 - probs))
+    assert torch.all((counts - draws * probs).abs() <= 4 * sigma + 1e-9), counts
+    assert counts[-1] == 0  # a class of probability 0 is never drawn
+
+
 @pytest.mark.parametrize("norm", [True, False])
 @pytest.mark.parametrize("size", [32, 64, 84])
 def test_encoder_decoder_sizes(size: int, norm: bool) -> None:
