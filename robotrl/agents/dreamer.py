@@ -11,12 +11,12 @@ Behaviour. From every posterior state of the batch (``B·T`` starts, detached), 
 imagines ``imag_horizon`` steps in the RSSM. Rewards come from the reward head, per-step
 discounts from the continue head's mode (``γ·c``; the start's continue flag from the data), and
 λ-returns ``R_t = r_{t+1} + γ c_{t+1}((1 − λ) v_{t+1} + λ R_{t+1})``, ``R_H = v_H`` bootstrap on
-the slow critic. Steps are weighted by the cumulative discount ``Π γ c``. Returns are scaled by
-``S = max(1, P95 − P5)`` with both percentiles tracked by an EMA (decay 0.99); the actor
-maximises ``R/S`` plus ``3e-4 · entropy``. The critic is a two-hot distribution over symlog
-returns, trained towards the λ-returns and regularised towards the slow (EMA, decay 0.98)
-critic's prediction (weight 1), as DreamerV3 does; actor and critic use Adam (lr 3e-5, eps 1e-5,
-clip 100).
+the critic (the actor's baseline is the same ``v``). Steps are weighted by the cumulative
+discount ``Π γ c``. Returns are scaled by ``S = max(1, P95 − P5)`` with both percentiles
+tracked by an EMA (decay 0.99); the actor maximises ``R/S`` plus ``3e-4 · entropy``. The
+critic is a two-hot distribution over symlog returns, trained towards the λ-returns and
+regularised towards the slow (EMA, decay 0.98) critic's prediction (weight 1), as DreamerV3
+does; actor and critic use Adam (lr 3e-5, eps 1e-5, clip 100).
 
 Actor gradient estimator. Backpropagation of the return through the learned dynamics (the
 action is a reparameterised Normal sample, ``mean = tanh(·)``, ``std ∈ [0.1, 1]``). This is what
@@ -49,9 +49,10 @@ Departures: ``replay.batch_size`` sets B (DreamerV3: 16) and the train ratio is 
 ``update_every_steps`` (each update replays ``B·T`` steps: B=16, T=64, one update every 2 agent
 steps is DreamerV3's DMC ratio of 512); the reference's replay lets windows run into the next
 episode, ours does not (``robotrl.replay``). Gradient clipping is by global norm (the paper)
-rather than the 2024 release's adaptive clipping. The λ-returns bootstrap on the slow critic (a
-target network, as in DreamerV2); the paper's release bootstraps on the critic itself and uses
-the slow critic only as the regulariser's target. Learning rates, Adam epsilons, clipping, KL
+rather than the 2024 release's adaptive clipping. ``bootstrap_slow_critic=true`` bootstraps the
+λ-returns on the slow critic instead (a target network, as in DreamerV2; our default until
+2026-11-30); the paper bootstraps on the critic and uses the slow critic only as the
+regulariser's target. Learning rates, Adam epsilons, clipping, KL
 scales, free bits, unimix, return normalisation and entropy scale are the paper's table (arXiv
 v1, 2023); the 2024 release's 4e-5 everywhere comes with LaProp and adaptive clipping, which
 we do not use. ``cnn_norm=false`` drops the channel LayerNorm from encoder and decoder CNNs
@@ -135,6 +136,7 @@ class DreamerConfig:
     actor_max_std: float = 1.0
     critic_ema_decay: float = 0.98
     critic_slowreg: float = 1.0
+    bootstrap_slow_critic: bool = False  # λ-returns bootstrap on the slow critic (DreamerV2)
     return_norm_decay: float = 0.99
     return_norm_low: float = 0.05
     return_norm_high: float = 0.95
@@ -597,19 +599,22 @@ class DreamerAgent(Agent):
         """Actor and critic on imagined rollouts from ``starts`` (states, continue flags)."""
         cfg = self.cfg
         start, start_cont = starts
-        self.world_model.requires_grad_(False)  # gradients go through the model, not into it
+        # Gradients go through model and critic to the actions, not into their parameters.
+        self.world_model.requires_grad_(False)
+        self.critic.requires_grad_(False)
         try:
             features, entropy = self.imagine(start)
             reward = self.world_model.reward(features)
             cont = (self.world_model.cont_logit(features) > 0).float()
             cont = torch.cat([start_cont[:, None], cont[:, 1:]], 1)
-            slow_value = self.twohot.decode(self.slow_critic(features))
-            returns = lambda_return(reward, cont, slow_value, cfg.discount, cfg.return_lambda)
+            value_net = self.slow_critic if cfg.bootstrap_slow_critic else self.critic
+            value = self.twohot.decode(value_net(features))
+            returns = lambda_return(reward, cont, value, cfg.discount, cfg.return_lambda)
             # Weight of s_t: the probability of reaching it, Π_{k<=t} γ c_k / γ.
             weight = (torch.cumprod(cfg.discount * cont, 1) / cfg.discount).detach()
             weight = weight[:, :-1]
             scale = self.return_norm.update(returns)
-            advantage = (returns - slow_value[:, :-1].detach()) / scale
+            advantage = (returns - value[:, :-1].detach()) / scale
             actor_loss = -(weight * (advantage + cfg.actor_entropy * entropy)).mean()
             self.optimizers["actor"].zero_grad(set_to_none=True)
             actor_loss.backward()
@@ -617,13 +622,14 @@ class DreamerAgent(Agent):
             self.optimizers["actor"].step()
         finally:
             self.world_model.requires_grad_(True)
+            self.critic.requires_grad_(True)
 
         critic_in = features.detach()[:, :-1]
         logits = self.critic(critic_in)
         critic_loss = self.twohot.loss(logits, returns.detach())
-        critic_loss = critic_loss + cfg.critic_slowreg * self.twohot.loss(
-            logits, slow_value[:, :-1].detach()
-        )
+        with torch.no_grad():
+            slow_value = self.twohot.decode(self.slow_critic(critic_in))
+        critic_loss = critic_loss + cfg.critic_slowreg * self.twohot.loss(logits, slow_value)
         critic_loss = (weight * critic_loss).mean()
         self.optimizers["critic"].zero_grad(set_to_none=True)
         critic_loss.backward()

@@ -250,6 +250,32 @@ def test_actor_updates_raise_the_imagined_reward(sign: float) -> None:
     assert np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.2
 
 
+@pytest.mark.parametrize("slow", [False, True])
+def test_lambda_returns_bootstrap_on_the_configured_critic(slow: bool) -> None:
+    """``bootstrap_slow_critic=false`` (the paper): the λ-returns read the critic, and the slow
+    critic is only the regulariser's target; ``true`` (DreamerV2's target network): the reverse.
+    Shifting one critic's output by a constant moves the imagined return only if it is the one
+    bootstrapped on."""
+    torch.manual_seed(0)
+    agent = make_agent(bootstrap_slow_critic=slow, actor_lr=1e-12, critic_lr=1e-12)
+    with torch.no_grad():
+        start_state = agent.world_model.rssm.initial_state(16)
+    start = (LatentState(start_state.deter.clone(), start_state.stoch.clone()), torch.ones(16))
+    snapshot = copy.deepcopy(agent.state_dict())
+    torch.manual_seed(1)
+    base = agent.update_behaviour(start)["imag_return"]
+    returns = {}
+    for name in ("critic", "slow_critic"):
+        agent.load_state_dict(snapshot)
+        with torch.no_grad():
+            getattr(agent, name).net[-1].bias[agent.twohot.num_bins // 2 + 40] += 30.0
+        torch.manual_seed(1)
+        returns[name] = agent.update_behaviour(start)["imag_return"]
+    moved, still = ("slow_critic", "critic") if slow else ("critic", "slow_critic")
+    assert abs(returns[moved] - base) > 0.5
+    assert returns[still] == pytest.approx(base, abs=1e-5)
+
+
 def test_state_dict_round_trip_reproduces_the_next_update() -> None:
     torch.manual_seed(0)
     agent = make_agent(repo=True)
@@ -435,9 +461,11 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
             16,
             128,
         )
+        assert (agent_cfg.update_every_steps, agent_cfg.pretrain_updates) == (1, 1000)
     else:  # the paper's DMC settings, model size S
         assert (agent_cfg.sequence_length, agent_cfg.stoch_groups, agent_cfg.deter_dim) == (
             64,
             32,
             512,
         )
+        assert (agent_cfg.update_every_steps, agent_cfg.pretrain_updates) == (2, 0)
