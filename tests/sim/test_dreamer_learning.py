@@ -56,10 +56,10 @@ def test_dreamer_with_repo_learns_builtin_reach_well_above_random(tmp_path):
     Why (docs/benchmarks.md, RePo): the posterior collapses onto the prior within the first
     250 world-model updates (KL(post ‖ prior) ~0.001 nats, multiplier β ~1e-5), and the reward
     loss stays at its no-information level. The β-weighted KL gradient is tiny, but it is the
-    only gradient the prior (and, while the zero-initialised reward head passes none back, the
-    posterior) receives, and Adam normalises its scale away. With β ≈ 0 (initial 1e-30) the KL
-    stays ~5 nats, yet reward prediction alone still does not make the straight-through
-    categorical latent encode agent and target in 1250 updates."""
+    only gradient the prior receives and outweighs the weak one reward prediction sends the
+    posterior through the straight-through samples; Adam normalises its scale away. With β ≈ 0
+    (initial 1e-30) the KL stays ~5 nats, yet reward prediction alone still does not make the
+    straight-through categorical latent encode agent and target in 1250 updates."""
     learned, untrained, random_return = train_and_score(tmp_path, "agent.repo=true")
     print(f"repo: random {random_return:.1f}, untrained {untrained:.1f}, learned {learned:.1f}")
     assert learned > random_return + 25.0
