@@ -463,7 +463,10 @@ def test_joint_trajectory_reset_reaches_the_forward_kinematics_pose(running):
     assert trajectory.wait_for_subscribers()
     joints = np.array([0.1, 0.1, -0.1, -2.0, 0.05, 2.1, 0.7])
     trajectory.publish(joint_trajectory([f"joint{i}" for i in range(1, 8)], joints))
-    time.sleep(0.1)
+    # The message takes a few ticks to arrive and switch the mode; longer on a loaded machine.
+    deadline = time.monotonic() + 2.0
+    while driver.mode != "reset" and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert driver.mode == "reset"
     deadline = time.monotonic() + 8.0
     while driver.mode == "reset" and time.monotonic() < deadline:

@@ -48,7 +48,12 @@ def random_policy_return(eval_seed: int) -> float:
 
 
 def train_reach(
-    tmp_path: Path, agent: str, frames: int, *overrides: str, timeout: float = 1500
+    tmp_path: Path,
+    agent: str,
+    frames: int,
+    *overrides: str,
+    timeout: float = 1500,
+    seed: int = SEED,
 ) -> tuple[Path, dict[int, dict[str, str]]]:
     """One ``robotrl-train`` run of ``agent`` on builtin/reach (evaluated at 0 and ``frames``):
     its run directory and its ``eval.csv`` rows by frame."""
@@ -56,7 +61,7 @@ def train_reach(
         "robotrl-train",
         f"agent={agent}",
         f"runs_root={tmp_path}",
-        f"seed={SEED}",
+        f"seed={seed}",
         f"frames={frames}",
         f"eval_every_frames={frames}",
         f"eval_episodes={EVAL_EPISODES}",
@@ -65,7 +70,7 @@ def train_reach(
         *overrides,
         timeout=timeout,
     )
-    run_dir = tmp_path / "builtin" / "reach" / agent / "default" / f"seed{SEED}"
+    run_dir = tmp_path / "builtin" / "reach" / agent / "default" / f"seed{seed}"
     return run_dir, eval_rows(run_dir)
 
 
