@@ -36,6 +36,11 @@ dual gradient ascent (``log β ← log β + lr·(KL_bal − ε)`` through Adam; 
 lr 1e-4: the reference's defaults). With ``probe_decoder`` the decoders are kept as a probe
 trained on stop-gradient features (they never shape the representation). Proprio is
 reconstructed only by the probe too: RePo drops observation reconstruction entirely.
+``+experiment=repo`` adds the reference's world model: Gaussian latents (``latent=gaussian``,
+30 dimensions, std ≥ 0.1), a unit-variance Normal reward head (``reward_dist=normal``, default
+initialisation) and world-model lr 3e-4. With DreamerV3's zero-initialised two-hot reward head
+nothing but reward prediction moves the representation, and on builtin/reach it never left
+the no-information level (docs/benchmarks.md, RePo).
 
 Acting keeps ``(h, z, previous action)`` per env row and per ``eval_mode``; ``begin_episodes``
 marks rows whose next ``act``/``act_batch`` starts from the initial state, in both modes' states
@@ -88,9 +93,7 @@ from robotrl.nn.world_model import (
     LatentState,
     TwoHotBins,
     WorldModel,
-    kl_balance,
     mlp,
-    sample_one_hot,
 )
 from robotrl.replay import EpisodicReplay
 from robotrl.schedules import LinearSchedule
@@ -112,6 +115,13 @@ class DreamerConfig:
     stoch_groups: int = 32
     stoch_classes: int = 32
     unimix: float = 0.01
+    # "categorical" (DreamerV3) or "gaussian": a diagonal Normal of gaussian_size dimensions with
+    # standard deviations >= gaussian_min_std (DreamerV1; the RePo reference's latent).
+    latent: str = "categorical"
+    gaussian_size: int = 30
+    gaussian_min_std: float = 0.1
+    # The reward head: "twohot" (DreamerV3) or "normal" (unit-variance Normal; DreamerV1, RePo).
+    reward_dist: str = "twohot"
     num_bins: int = 255
     free_nats: float = 1.0
     pred_scale: float = 1.0
@@ -165,6 +175,8 @@ class DreamerConfig:
             "cnn_depth": self.cnn_depth,
             "stoch_groups": self.stoch_groups,
             "stoch_classes": self.stoch_classes,
+            "gaussian_size": self.gaussian_size,
+            "gaussian_min_std": self.gaussian_min_std,
             "sequence_length": self.sequence_length,
             "update_every_steps": self.update_every_steps,
             "imag_horizon": self.imag_horizon,
@@ -179,6 +191,10 @@ class DreamerConfig:
                 raise ValueError(f"{key} must be > 0, got {value}")
         if self.mlp_layers < 1:
             raise ValueError(f"mlp_layers must be >= 1, got {self.mlp_layers}")
+        if self.latent not in ("categorical", "gaussian"):
+            raise ValueError(f"latent must be 'categorical' or 'gaussian', got {self.latent!r}")
+        if self.reward_dist not in ("twohot", "normal"):
+            raise ValueError(f"reward_dist must be 'twohot' or 'normal', got {self.reward_dist!r}")
         unit = {
             "unimix": (self.unimix, 0.0, 1.0),
             "discount": (self.discount, 0.0, 1.0),
@@ -342,6 +358,9 @@ class DreamerAgent(Agent):
             hidden_dim=cfg.hidden_dim,
             groups=cfg.stoch_groups,
             classes=cfg.stoch_classes,
+            gaussian_size=cfg.gaussian_size if cfg.latent == "gaussian" else 0,
+            min_std=cfg.gaussian_min_std,
+            reward_dist=cfg.reward_dist,
             cnn_depth=cfg.cnn_depth,
             mlp_layers=cfg.mlp_layers,
             unimix=cfg.unimix,
@@ -399,7 +418,7 @@ class DreamerAgent(Agent):
         # The per-step functions are compiled once and reused by every loop iteration; the
         # Python loops over T and H stay uncompiled (unrolling them compiles for minutes).
         rssm.img_step = torch.compile(rssm.img_step)  # type: ignore[method-assign]
-        rssm.post_logits = torch.compile(rssm.post_logits)  # type: ignore[method-assign]
+        rssm.posterior = torch.compile(rssm.posterior)  # type: ignore[method-assign]
         self._img_step = torch.compile(rssm.imagine_step)
 
     # -- acting ------------------------------------------------------------------------------
@@ -446,7 +465,7 @@ class DreamerAgent(Agent):
         proprio_tensor = None if proprio is None else torch.as_tensor(proprio, device=self.device)
         embed = self.world_model.embed(pixels, proprio_tensor)
         deter, _ = rssm.img_step(latent, prev_action)
-        stoch = sample_one_hot(rssm.post_logits(deter, embed))
+        stoch = rssm.latent.sample(rssm.posterior(deter, embed))
         latent = LatentState(deter, stoch)
         dist = self.actor(latent.features())
         if eval_mode:
@@ -546,7 +565,7 @@ class DreamerAgent(Agent):
             loss = cfg.pred_scale * (reconstruction + prediction)
             loss = loss + (cfg.dyn_scale * terms.dyn + cfg.rep_scale * terms.rep).mean()
         else:
-            dyn, rep = kl_balance(terms.post_logits, terms.prior_logits, 0.0)
+            dyn, rep = self.world_model.rssm.kl_terms(terms.post, terms.prior, 0.0)
             balanced = (cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
             balanced = balanced / (cfg.dyn_scale + cfg.rep_scale)
             violation = balanced - cfg.repo_target_kl

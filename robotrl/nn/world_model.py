@@ -6,6 +6,8 @@ World Models"), used by ``robotrl.agents.dreamer``.
 - :class:`RSSM`: a recurrent state-space model with a GRU deterministic state ``h`` and
   categorical stochastic latents ``z`` (``groups × classes`` one-hots, straight-through
   gradients, 1% "unimix" of the uniform distribution into prior and posterior probabilities).
+  Optionally Gaussian latents instead (:class:`GaussianLatent`: DreamerV1's diagonal Normal
+  with reparameterised samples, which the RePo reference uses).
 - :class:`ConvEncoder`/:class:`ConvDecoder`: stride-2 4×4 convolutions with channel LayerNorm
   and SiLU, for square images of any size (32, 64, 84, ...): the encoder halves the image until
   it is at most 6 pixels wide; the decoder maps features to the matching small grid, doubles it
@@ -13,7 +15,8 @@ World Models"), used by ``robotrl.agents.dreamer``.
 - :class:`WorldModel`: encoders (one shared CNN over every camera view, embeddings concatenated;
   proprio symlog'd then an MLP), RSSM, decoders (one CNN decoder emitting every view's channels;
   proprio decoded in symlog space), reward head (two-hot, zero-initialised output layer) and
-  continue head (Bernoulli), and :func:`kl_balance` (free bits per step, DreamerV3's dynamics /
+  continue head (Bernoulli; optionally a unit-variance Normal reward head, as DreamerV1 and
+  the RePo reference), and :func:`kl_balance` (free bits per step, DreamerV3's dynamics /
   representation split).
 
 Departures from the reference, and why:
@@ -28,6 +31,7 @@ Departures from the reference, and why:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -215,31 +219,96 @@ def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     return (log_p.exp() * (log_p - log_q)).sum((-2, -1))
 
 
+def gaussian_kl(params_p: torch.Tensor, params_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) of diagonal Normals given as ``[..., 2S]`` (means, then standard deviations),
+    summed over the ``S`` dimensions → ``[...]``."""
+    mean_p, std_p = params_p.chunk(2, -1)
+    mean_q, std_q = params_q.chunk(2, -1)
+    ratio = (std_p / std_q).pow(2)
+    kl = 0.5 * (ratio + ((mean_p - mean_q) / std_q).pow(2) - 1.0 - torch.log(ratio))
+    return kl.sum(-1)
+
+
 def kl_balance(
-    post_logits: torch.Tensor, prior_logits: torch.Tensor, free_nats: float
+    post: torch.Tensor,
+    prior: torch.Tensor,
+    free_nats: float,
+    kl: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = categorical_kl,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DreamerV3's two KL terms per step, each clipped below at ``free_nats``:
     ``dyn = max(free, KL(sg(post) ‖ prior))`` trains the prior, ``rep = max(free, KL(post ‖
-    sg(prior)))`` trains the posterior (the representation)."""
-    dyn = categorical_kl(post_logits.detach(), prior_logits).clamp(min=free_nats)
-    rep = categorical_kl(post_logits, prior_logits.detach()).clamp(min=free_nats)
+    sg(prior)))`` trains the posterior (the representation). ``post``/``prior`` are the
+    distribution parameters ``kl`` reads (categorical logits by default)."""
+    dyn = kl(post.detach(), prior).clamp(min=free_nats)
+    rep = kl(post, prior.detach()).clamp(min=free_nats)
     return dyn, rep
+
+
+class CategoricalLatent:
+    """DreamerV3's latent: ``groups`` one-hots of ``classes`` classes, straight-through samples,
+    ``unimix`` of the uniform distribution in every probability. Parameters: logits
+    ``[..., G, K]``; a sample is ``[..., G, K]``."""
+
+    def __init__(self, groups: int, classes: int, unimix: float) -> None:
+        self.groups, self.classes, self.unimix = groups, classes, unimix
+        self.raw_dim = self.flat_dim = groups * classes
+
+    def params(self, raw: torch.Tensor) -> torch.Tensor:
+        return unimix_logits(raw.reshape(*raw.shape[:-1], self.groups, self.classes), self.unimix)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        return sample_one_hot(params)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(params.argmax(-1), self.classes).to(params.dtype)
+
+    def kl(self, params_p: torch.Tensor, params_q: torch.Tensor) -> torch.Tensor:
+        return categorical_kl(params_p, params_q)
+
+
+class GaussianLatent:
+    """DreamerV1's (and RePo's) latent: a diagonal Normal of ``size`` dimensions, reparameterised
+    samples, ``std = softplus(raw) + min_std``. Parameters: ``[..., 2·size]`` (means, then
+    standard deviations); a sample is ``[..., size]``."""
+
+    def __init__(self, size: int, min_std: float) -> None:
+        self.size, self.min_std = size, min_std
+        self.raw_dim, self.flat_dim = 2 * size, size
+
+    def params(self, raw: torch.Tensor) -> torch.Tensor:
+        mean, std = raw.chunk(2, -1)
+        return torch.cat([mean, F.softplus(std) + self.min_std], -1)
+
+    def sample(self, params: torch.Tensor) -> torch.Tensor:
+        mean, std = params.chunk(2, -1)
+        return mean + std * torch.randn_like(std)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        return params.chunk(2, -1)[0]
+
+    def kl(self, params_p: torch.Tensor, params_q: torch.Tensor) -> torch.Tensor:
+        return gaussian_kl(params_p, params_q)
+
+
+Latent = CategoricalLatent | GaussianLatent
 
 
 @dataclass
 class LatentState:
-    """The RSSM's state: ``deter`` ``h`` ``[N, D]`` and ``stoch`` ``z`` ``[N, G, K]``."""
+    """The RSSM's state: ``deter`` ``h`` ``[N, D]`` and ``stoch`` ``z`` (``[N, G, K]``
+    one-hots or ``[N, S]`` Gaussian samples)."""
 
     deter: torch.Tensor
     stoch: torch.Tensor
 
     def features(self) -> torch.Tensor:
         """``[h, flatten(z)]``: what heads, actor and critic read."""
-        return torch.cat([self.deter, self.stoch.flatten(-2)], -1)
+        return torch.cat([self.deter, self.stoch.reshape(*self.deter.shape[:-1], -1)], -1)
 
 
 class RSSM(nn.Module):
-    """GRU deterministic path + categorical stochastic latents (module docstring)."""
+    """GRU deterministic path + stochastic latents, categorical or Gaussian (``latent``; module
+    docstring)."""
 
     def __init__(
         self,
@@ -247,47 +316,47 @@ class RSSM(nn.Module):
         action_dim: int,
         deter_dim: int,
         hidden_dim: int,
-        groups: int,
-        classes: int,
-        unimix: float,
+        latent: Latent,
     ) -> None:
         super().__init__()
-        self.deter_dim, self.groups, self.classes, self.unimix = deter_dim, groups, classes, unimix
-        stoch_dim = groups * classes
-        self.feature_dim = deter_dim + stoch_dim
+        self.deter_dim, self.latent = deter_dim, latent
+        self.feature_dim = deter_dim + latent.flat_dim
         self.initial = nn.Parameter(torch.zeros(deter_dim))
-        self.img_in = mlp(stoch_dim + action_dim, hidden_dim, 1)
+        self.img_in = mlp(latent.flat_dim + action_dim, hidden_dim, 1)
         # LayerNorm GRU: one Linear for the reset, candidate and update gates.
         self.gru = nn.Linear(hidden_dim + deter_dim, 3 * deter_dim, bias=False)
         self.gru_norm = nn.LayerNorm(3 * deter_dim)
-        self.prior_net = mlp(deter_dim, hidden_dim, 1, stoch_dim)
-        self.post_net = mlp(deter_dim + embed_dim, hidden_dim, 1, stoch_dim)
-
-    def _logits(self, raw: torch.Tensor) -> torch.Tensor:
-        return unimix_logits(raw.reshape(*raw.shape[:-1], self.groups, self.classes), self.unimix)
+        self.prior_net = mlp(deter_dim, hidden_dim, 1, latent.raw_dim)
+        self.post_net = mlp(deter_dim + embed_dim, hidden_dim, 1, latent.raw_dim)
 
     def initial_state(self, batch: int) -> LatentState:
         deter = torch.tanh(self.initial).expand(batch, -1)
-        # The mode of the prior at h0, as a one-hot (deterministic, differentiable w.r.t. h0
-        # only through h0 itself).
-        prior = self._logits(self.prior_net(deter))
-        stoch = F.one_hot(prior.argmax(-1), self.classes).to(deter.dtype)
+        # The mode of the prior at h0 (deterministic; differentiable w.r.t. h0 only through h0
+        # itself for categorical latents).
+        stoch = self.latent.mode(self.latent.params(self.prior_net(deter)))
         return LatentState(deter, stoch)
 
     def img_step(
         self, state: LatentState, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1})`` and the prior logits ``[N, G, K]`` at h_t."""
-        x = self.img_in(torch.cat([state.stoch.flatten(-2), action], -1))
+        """``h_t = GRU(h_{t-1}, z_{t-1}, a_{t-1})`` and the prior's parameters at h_t."""
+        x = self.img_in(torch.cat([state.stoch.reshape(len(action), -1), action], -1))
         gates = self.gru_norm(self.gru(torch.cat([x, state.deter], -1)))
         reset, candidate, update = gates.chunk(3, -1)
         candidate = torch.tanh(torch.sigmoid(reset) * candidate)
         update = torch.sigmoid(update - 1.0)
         deter = update * candidate + (1 - update) * state.deter
-        return deter, self._logits(self.prior_net(deter))
+        return deter, self.latent.params(self.prior_net(deter))
 
-    def post_logits(self, deter: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
-        return self._logits(self.post_net(torch.cat([deter, embed], -1)))
+    def posterior(self, deter: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        """The posterior's parameters at ``h_t`` given the observation's embedding."""
+        return self.latent.params(self.post_net(torch.cat([deter, embed], -1)))
+
+    def kl_terms(
+        self, post: torch.Tensor, prior: torch.Tensor, free_nats: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`kl_balance` for this RSSM's latent."""
+        return kl_balance(post, prior, free_nats, self.latent.kl)
 
     def reset_where(
         self, state: LatentState, action: torch.Tensor, is_first: torch.Tensor
@@ -298,7 +367,8 @@ class RSSM(nn.Module):
         init = self.initial_state(len(is_first))
         keep = (~is_first).to(action.dtype)
         deter = torch.where(is_first[:, None], init.deter, state.deter)
-        stoch = torch.where(is_first[:, None, None], init.stoch, state.stoch)
+        rows = is_first.reshape(-1, *[1] * (state.stoch.dim() - 1))
+        stoch = torch.where(rows, init.stoch, state.stoch)
         return LatentState(deter, stoch), action * keep[:, None]
 
     def observe(
@@ -309,7 +379,7 @@ class RSSM(nn.Module):
         state: LatentState | None = None,
     ) -> tuple[LatentState, torch.Tensor, torch.Tensor, LatentState]:
         """Filter a ``[B, T]`` sequence: posterior states ``[B, T, ...]``, prior and posterior
-        logits ``[B, T, G, K]``, and the last state (to continue from)."""
+        parameters ``[B, T, ...]``, and the last state (to continue from)."""
         batch, length = embed.shape[:2]
         if state is None:
             state = self.initial_state(batch)
@@ -317,8 +387,8 @@ class RSSM(nn.Module):
         for t in range(length):
             state, action = self.reset_where(state, prev_action[:, t], is_first[:, t])
             deter, prior = self.img_step(state, action)
-            post = self.post_logits(deter, embed[:, t])
-            state = LatentState(deter, sample_one_hot(post))
+            post = self.posterior(deter, embed[:, t])
+            state = LatentState(deter, self.latent.sample(post))
             deters.append(deter)
             stochs.append(state.stoch)
             priors.append(prior)
@@ -328,7 +398,7 @@ class RSSM(nn.Module):
 
     def imagine_step(self, state: LatentState, action: torch.Tensor) -> LatentState:
         deter, prior = self.img_step(state, action)
-        return LatentState(deter, sample_one_hot(prior))
+        return LatentState(deter, self.latent.sample(prior))
 
 
 # -- the world model -------------------------------------------------------------------------
@@ -345,8 +415,8 @@ class WorldModelLosses:
     dyn: torch.Tensor  # with free bits
     rep: torch.Tensor  # with free bits
     kl: torch.Tensor  # KL(post ‖ prior), no free bits, no stop-gradient
-    prior_logits: torch.Tensor  # [B, T, G, K]
-    post_logits: torch.Tensor
+    prior: torch.Tensor  # distribution parameters [B, T, ...] (RSSM.latent)
+    post: torch.Tensor
     states: LatentState
     last_state: LatentState
 
@@ -355,7 +425,11 @@ class WorldModel(nn.Module):
     """Encoders, RSSM, decoders, reward and continue heads (module docstring).
 
     ``pixels_shape`` is ``[C, H, W]`` or ``[V, C, H, W]`` (square images); ``proprio_dim`` 0:
-    no proprio.
+    no proprio. ``gaussian_size`` > 0: Gaussian latents of that many dimensions
+    (:class:`GaussianLatent`, standard deviations ≥ ``min_std``) instead of ``groups × classes``
+    categoricals. ``reward_dist``: the reward head's distribution, ``"twohot"`` (DreamerV3,
+    zero-initialised output layer) or ``"normal"`` (unit variance, default initialisation:
+    DreamerV1 and the RePo reference).
     """
 
     def __init__(
@@ -373,8 +447,13 @@ class WorldModel(nn.Module):
         unimix: float = 0.01,
         num_bins: int = 255,
         cnn_norm: bool = True,
+        gaussian_size: int = 0,
+        min_std: float = 0.1,
+        reward_dist: str = "twohot",
     ) -> None:
         super().__init__()
+        if reward_dist not in ("twohot", "normal"):
+            raise ValueError(f"reward_dist must be 'twohot' or 'normal', got {reward_dist!r}")
         if len(pixels_shape) not in (3, 4) or pixels_shape[-1] != pixels_shape[-2]:
             raise ValueError(
                 f"pixels must be [C, H, W] or [V, C, H, W] with H == W, got {pixels_shape}"
@@ -388,17 +467,26 @@ class WorldModel(nn.Module):
         if proprio_dim:
             self.proprio_encoder = mlp(proprio_dim, hidden_dim, mlp_layers)
             embed_dim += hidden_dim
-        self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, groups, classes, unimix)
+        latent: Latent = (
+            GaussianLatent(gaussian_size, min_std)
+            if gaussian_size
+            else CategoricalLatent(groups, classes, unimix)
+        )
+        self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, latent)
         feature_dim = self.rssm.feature_dim
         self.decoder = ConvDecoder(feature_dim, self.views * channels, size, cnn_depth, cnn_norm)
         if proprio_dim:
             self.proprio_decoder = mlp(feature_dim, hidden_dim, mlp_layers, proprio_dim)
         self.twohot = TwoHotBins(num_bins)
-        self.reward_head = mlp(feature_dim, hidden_dim, mlp_layers, num_bins)
-        final = self.reward_head[-1]
-        assert isinstance(final, nn.Linear)
-        nn.init.zeros_(final.weight)  # DreamerV3: predicts 0 at the start, no early reward noise
-        nn.init.zeros_(final.bias)
+        self.reward_dist = reward_dist
+        self.reward_head = mlp(
+            feature_dim, hidden_dim, mlp_layers, num_bins if reward_dist == "twohot" else 1
+        )
+        if reward_dist == "twohot":
+            final = self.reward_head[-1]
+            assert isinstance(final, nn.Linear)
+            nn.init.zeros_(final.weight)  # DreamerV3: predicts 0 at first, no early reward noise
+            nn.init.zeros_(final.bias)
         self.cont_head = mlp(feature_dim, hidden_dim, mlp_layers, 1)
 
     def embed(self, pixels: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
@@ -419,7 +507,16 @@ class WorldModel(nn.Module):
         return out.reshape(*lead, *self.pixels_shape)
 
     def reward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.twohot.decode(self.reward_head(features))
+        out = self.reward_head(features)
+        return self.twohot.decode(out) if self.reward_dist == "twohot" else out.squeeze(-1)
+
+    def reward_loss(self, features: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+        """Per step: two-hot cross-entropy, or the unit-variance Normal's negative
+        log-likelihood ``(r̂ − r)²/2`` (constant dropped) for ``reward_dist="normal"``."""
+        out = self.reward_head(features)
+        if self.reward_dist == "twohot":
+            return self.twohot.loss(out, reward)
+        return 0.5 * (out.squeeze(-1) - reward).pow(2)
 
     def cont_logit(self, features: torch.Tensor) -> torch.Tensor:
         logit: torch.Tensor = self.cont_head(features).squeeze(-1)
@@ -459,12 +556,12 @@ class WorldModel(nn.Module):
             proprio_loss = proprio_error.pow(2).sum(-1)
         else:
             proprio_loss = zeros
-        reward_loss = self.twohot.loss(self.reward_head(features), reward)
+        reward_loss = self.reward_loss(features, reward)
         cont_target = (~is_terminal).to(features.dtype)
         cont_loss = F.binary_cross_entropy_with_logits(
             self.cont_logit(features), cont_target, reduction="none"
         )
-        dyn, rep = kl_balance(post, prior, free_nats)
+        dyn, rep = self.rssm.kl_terms(post, prior, free_nats)
         return WorldModelLosses(
             image=image,
             proprio=proprio_loss,
@@ -472,9 +569,9 @@ class WorldModel(nn.Module):
             cont=cont_loss,
             dyn=dyn,
             rep=rep,
-            kl=categorical_kl(post, prior),
-            prior_logits=prior,
-            post_logits=post,
+            kl=self.rssm.latent.kl(post, prior),
+            prior=prior,
+            post=post,
             states=states,
             last_state=last,
         )

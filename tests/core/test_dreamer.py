@@ -115,8 +115,13 @@ def test_return_normalizer_tracks_numpy_percentiles() -> None:
         ((2, 3, 32, 32), 4, {}),
         ((3, 32, 32), 0, {"repo": True}),
         ((3, 32, 32), 3, {"repo": True, "probe_decoder": False}),
+        (
+            (2, 3, 32, 32),
+            0,
+            {"repo": True, "latent": "gaussian", "gaussian_size": 5, "reward_dist": "normal"},
+        ),
     ],
-    ids=["single_view", "two_views_proprio", "repo", "repo_no_probe"],
+    ids=["single_view", "two_views_proprio", "repo", "repo_no_probe", "repo_gaussian"],
 )
 def test_update_runs_and_losses_are_finite(
     shape: tuple[int, ...], proprio_dim: int, overrides: dict[str, object]
@@ -276,13 +281,14 @@ def test_lambda_returns_bootstrap_on_the_configured_critic(slow: bool) -> None:
     assert returns[still] == pytest.approx(base, abs=1e-5)
 
 
-def test_state_dict_round_trip_reproduces_the_next_update() -> None:
+@pytest.mark.parametrize("latent", ["categorical", "gaussian"])
+def test_state_dict_round_trip_reproduces_the_next_update(latent: str) -> None:
     torch.manual_seed(0)
-    agent = make_agent(repo=True)
+    agent = make_agent(repo=True, latent=latent)
     agent.update(sequence_batch(), step=0)
     state = copy.deepcopy(agent.state_dict())
     torch.manual_seed(5)
-    restored = make_agent(repo=True)
+    restored = make_agent(repo=True, latent=latent)
     restored.load_state_dict(state)
     assert restored.return_norm.low == agent.return_norm.low
     torch.manual_seed(3)
@@ -423,6 +429,9 @@ def test_registry_and_contract_attributes() -> None:
         ({"actor_min_std": 2.0}, "actor_min_std"),
         ({"repo_target_kl": -1.0}, "repo_target_kl"),
         ({"pretrain_updates": -1}, "pretrain_updates"),
+        ({"latent": "normal"}, "latent must be 'categorical' or 'gaussian'"),
+        ({"gaussian_min_std": 0.0}, "gaussian_min_std"),
+        ({"reward_dist": "mse"}, "reward_dist must be 'twohot' or 'normal'"),
     ],
 )
 def test_bad_config_raises(overrides: dict[str, object], match: str) -> None:
@@ -469,3 +478,24 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
             512,
         )
         assert (agent_cfg.update_every_steps, agent_cfg.pretrain_updates) == (2, 0)
+
+
+@pytest.mark.parametrize("task", ["dmc/walker_walk", "builtin/reach"])
+def test_repo_experiment_sets_the_reference_world_model_over_the_task_presets(task: str) -> None:
+    """``+experiment=repo`` wins over the CPU preset's world-model rate (1e-3) and its own run
+    directory name; the preset's multiplier rate applies to reach only."""
+    from hydra import compose, initialize_config_module
+
+    from robotrl.builders import to_train_config
+    from robotrl.config import register_configs
+
+    register_configs()
+    with initialize_config_module("robotrl.conf", version_base="1.3"):
+        overrides = ["agent=dreamer", f"task={task}", "+experiment=repo"]
+        cfg = to_train_config(compose("train", overrides=overrides))
+    agent_cfg = cfg.agent
+    assert isinstance(agent_cfg, DreamerConfig)
+    assert agent_cfg.repo and agent_cfg.latent == "gaussian" and agent_cfg.gaussian_size == 30
+    assert agent_cfg.reward_dist == "normal" and agent_cfg.model_lr == 3e-4
+    assert agent_cfg.repo_beta_lr == (1e-2 if task == "builtin/reach" else 1e-4)
+    assert cfg.exp_name == "repo"

@@ -1,5 +1,6 @@
 """DreamerV3 world-model parts (robotrl.nn.world_model): symlog, two-hot bins, KL balancing
-with free bits, categorical latents with unimix, image sizes, and overfitting one batch."""
+with free bits, categorical latents with unimix, Gaussian latents, image sizes, and overfitting
+one batch."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from torch import nn
 from robotrl.nn.world_model import (
     ConvDecoder,
     ConvEncoder,
+    GaussianLatent,
     TwoHotBins,
     WorldModel,
     categorical_kl,
+    gaussian_kl,
     kl_balance,
     sample_one_hot,
     symexp,
@@ -63,6 +66,18 @@ def test_kl_balance_at_equal_distributions_is_free_bits_with_zero_gradient() -> 
     assert post.grad.abs().max() == 0 and prior.grad.abs().max() == 0
 
 
+def assert_each_term_trains_its_own_side(
+    dyn: torch.Tensor, rep: torch.Tensor, post: torch.Tensor, prior: torch.Tensor
+) -> None:
+    """``dyn`` sends gradient to the prior only, ``rep`` to the posterior only."""
+    dyn_post, dyn_prior = torch.autograd.grad(dyn.sum(), [post, prior], allow_unused=True)
+    assert dyn_post is None or dyn_post.abs().max() == 0
+    assert dyn_prior is not None and dyn_prior.abs().max() > 0
+    rep_post, rep_prior = torch.autograd.grad(rep.sum(), [post, prior], allow_unused=True)
+    assert rep_prior is None or rep_prior.abs().max() == 0
+    assert rep_post is not None and rep_post.abs().max() > 0
+
+
 def test_kl_balance_gradients_reach_the_right_side() -> None:
     torch.manual_seed(0)
     post = (3 * torch.randn(5, 4, 6)).requires_grad_(True)
@@ -74,12 +89,7 @@ def test_kl_balance_gradients_reach_the_right_side() -> None:
     q = torch.softmax(prior, -1).detach().numpy()
     kl = (p * (np.log(p) - np.log(q))).sum((-2, -1))
     assert np.allclose(dyn.detach().numpy(), kl, rtol=1e-4)
-    dyn_post, dyn_prior = torch.autograd.grad(dyn.sum(), [post, prior], allow_unused=True)
-    assert dyn_post is None or dyn_post.abs().max() == 0
-    assert dyn_prior is not None and dyn_prior.abs().max() > 0
-    rep_post, rep_prior = torch.autograd.grad(rep.sum(), [post, prior], allow_unused=True)
-    assert rep_prior is None or rep_prior.abs().max() == 0
-    assert rep_post is not None and rep_post.abs().max() > 0
+    assert_each_term_trains_its_own_side(dyn, rep, post, prior)
 
 
 def test_latent_samples_are_one_hot_and_unimix_floors_probabilities() -> None:
@@ -110,6 +120,44 @@ def test_latent_samples_follow_the_categorical_probabilities() -> None:
     sigma = torch.sqrt(draws * probs * (1 - probs))
     assert torch.all((counts - draws * probs).abs() <= 4 * sigma + 1e-9), counts
     assert counts[-1] == 0  # a class of probability 0 is never drawn
+
+
+def test_gaussian_kl_matches_torch_distributions_and_balances_like_the_categorical() -> None:
+    torch.manual_seed(0)
+    latent = GaussianLatent(size=6, min_std=0.1)
+    post = latent.params(3 * torch.randn(5, 12)).requires_grad_(True)
+    prior = latent.params(3 * torch.randn(5, 12)).requires_grad_(True)
+    assert post.chunk(2, -1)[1].min() >= 0.1  # std = softplus(raw) + min_std
+    mean_p, std_p = post.detach().double().chunk(2, -1)
+    mean_q, std_q = prior.detach().double().chunk(2, -1)
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean_p, std_p), torch.distributions.Normal(mean_q, std_q)
+    ).sum(-1)
+    assert torch.allclose(gaussian_kl(post, prior).double(), expected, rtol=1e-4)
+    assert gaussian_kl(post, post).abs().max() < 1e-5
+    dyn, rep = kl_balance(post, prior, free_nats=1.0, kl=latent.kl)
+    assert (dyn > 1.0).all() and torch.allclose(dyn, rep)
+    assert_each_term_trains_its_own_side(dyn, rep, post, prior)
+
+
+def test_gaussian_samples_are_reparameterised_with_the_right_moments() -> None:
+    torch.manual_seed(0)
+    latent = GaussianLatent(size=3, min_std=0.1)
+    mean = torch.tensor([1.0, -2.0, 0.5])
+    std = torch.tensor([0.1, 0.5, 2.0])
+    params = torch.cat([mean, std]).expand(100_000, 6).clone().requires_grad_(True)
+    sample = latent.sample(params)
+    assert sample.shape == (100_000, 3)
+    # 4 sigma of the sample mean; the sample std within 1%.
+    assert torch.all((sample.mean(0) - mean).abs() <= 4 * std / 100_000**0.5)
+    assert torch.allclose(sample.std(0), std, rtol=0.01)
+    # Reparameterised: d sample / d mean = 1, d sample / d std = the standard-normal draw.
+    sample.sum().backward()
+    assert params.grad is not None
+    assert torch.allclose(params.grad[:, :3], torch.ones(100_000, 3))
+    noise = (sample.detach() - mean) / std
+    assert torch.allclose(params.grad[:, 3:], noise, atol=1e-4)
+    assert torch.equal(latent.mode(params.detach()), mean.expand(100_000, 3))
 
 
 @pytest.mark.parametrize("norm", [True, False])
@@ -155,12 +203,18 @@ def moving_square_batch(
     return out
 
 
-def test_world_model_overfits_one_batch() -> None:
+@pytest.mark.parametrize(
+    ("gaussian_size", "reward_dist"),
+    [(0, "twohot"), (8, "normal")],
+    ids=["categorical_twohot", "gaussian_normal"],
+)
+def test_world_model_overfits_one_batch(gaussian_size: int, reward_dist: str) -> None:
     torch.manual_seed(0)
     data = moving_square_batch()
     model = WorldModel(
-        (3, 32, 32), 2, deter_dim=64, hidden_dim=64, groups=4, classes=4, cnn_depth=8, mlp_layers=1
-    )
+        (3, 32, 32), 2, deter_dim=64, hidden_dim=64, groups=4, classes=4, cnn_depth=8,
+        mlp_layers=1, gaussian_size=gaussian_size, reward_dist=reward_dist,
+    )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def loss() -> torch.Tensor:
@@ -187,12 +241,14 @@ def test_world_model_overfits_one_batch() -> None:
     assert last - 0.6 <= 0.1 * (first - 0.6), (first, last)
 
 
-def test_multi_view_and_proprio_shapes() -> None:
+@pytest.mark.parametrize("gaussian_size", [0, 4], ids=["categorical", "gaussian"])
+def test_multi_view_and_proprio_shapes(gaussian_size: int) -> None:
     model = WorldModel(
         (2, 3, 32, 32), 2, proprio_dim=5, deter_dim=16, hidden_dim=16, groups=2, classes=3,
-        cnn_depth=4, mlp_layers=1,
+        cnn_depth=4, mlp_layers=1, gaussian_size=gaussian_size,
     )  # fmt: skip
     data = moving_square_batch(batch=2, length=3, views=2)
+    data["is_first"][1, 1] = True  # a second episode starts inside the sequence
     proprio = torch.randn(2, 3, 5)
     terms = model.losses(
         data["pixels"], proprio, data["prev_action"], data["reward"], data["is_first"],
@@ -201,7 +257,30 @@ def test_multi_view_and_proprio_shapes() -> None:
     assert terms.image.shape == (2, 3) and terms.proprio.shape == (2, 3)
     assert (terms.proprio > 0).all()
     assert model.decode_image(terms.states.features()).shape == (2, 3, 2, 3, 32, 32)
+    stoch_shape = (gaussian_size,) if gaussian_size else (2, 3)
+    assert terms.states.stoch.shape == (2, 3, *stoch_shape)
+    assert terms.states.features().shape == (2, 3, model.rssm.feature_dim)
     with pytest.raises(KeyError, match="proprio"):
         model.embed(data["pixels"], None)
     with pytest.raises(ValueError, match="H == W"):
         WorldModel((3, 32, 16), 2)
+
+
+def test_normal_reward_head_is_half_the_squared_error() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(
+        (3, 32, 32), 2, deter_dim=8, hidden_dim=8, groups=2, classes=3, cnn_depth=4,
+        mlp_layers=1, reward_dist="normal",
+    )  # fmt: skip
+    features = torch.randn(4, 5, model.rssm.feature_dim)
+    reward = torch.randn(4, 5)
+    predicted = model.reward(features)
+    assert predicted.shape == (4, 5) and predicted.abs().max() > 0  # not zero-initialised
+    with torch.no_grad():
+        weight, bias = model.reward_head[-1].weight, model.reward_head[-1].bias
+        by_hand = model.reward_head[:-1](features) @ weight[0] + bias[0]
+    assert torch.allclose(predicted, by_hand, atol=1e-6)
+    loss = model.reward_loss(features, reward)
+    assert torch.allclose(loss, 0.5 * (by_hand - reward) ** 2, atol=1e-5)
+    with pytest.raises(ValueError, match="reward_dist must be 'twohot' or 'normal'"):
+        WorldModel((3, 32, 32), 2, reward_dist="mse")

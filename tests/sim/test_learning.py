@@ -54,9 +54,11 @@ def train_reach(
     *overrides: str,
     timeout: float = 1500,
     seed: int = SEED,
+    exp_name: str = "default",
 ) -> tuple[Path, dict[int, dict[str, str]]]:
     """One ``robotrl-train`` run of ``agent`` on builtin/reach (evaluated at 0 and ``frames``):
-    its run directory and its ``eval.csv`` rows by frame."""
+    its run directory and its ``eval.csv`` rows by frame. ``exp_name``: the one the overrides
+    set (an ``+experiment`` sets its own), which names the run directory."""
     run(
         "robotrl-train",
         f"agent={agent}",
@@ -70,7 +72,7 @@ def train_reach(
         *overrides,
         timeout=timeout,
     )
-    run_dir = tmp_path / "builtin" / "reach" / agent / "default" / f"seed{seed}"
+    run_dir = tmp_path / "builtin" / "reach" / agent / exp_name / f"seed{seed}"
     return run_dir, eval_rows(run_dir)
 
 
