@@ -425,9 +425,9 @@ class WorldModel(nn.Module):
     """Encoders, RSSM, decoders, reward and continue heads (module docstring).
 
     ``pixels_shape`` is ``[C, H, W]`` or ``[V, C, H, W]`` (square images); ``proprio_dim`` 0:
-    no proprio. ``gaussian_size`` > 0: Gaussian latents of that many dimensions
-    (:class:`GaussianLatent`, standard deviations ≥ ``min_std``) instead of ``groups × classes``
-    categoricals. ``reward_dist``: the reward head's distribution, ``"twohot"`` (DreamerV3,
+    no proprio. ``latent``: ``"categorical"`` (``groups × classes`` one-hots) or ``"gaussian"``
+    (:class:`GaussianLatent` of ``gaussian_size`` dimensions, standard deviations ≥
+    ``min_std``). ``reward_dist``: the reward head's distribution, ``"twohot"`` (DreamerV3,
     zero-initialised output layer) or ``"normal"`` (unit variance, default initialisation:
     DreamerV1 and the RePo reference).
     """
@@ -447,11 +447,14 @@ class WorldModel(nn.Module):
         unimix: float = 0.01,
         num_bins: int = 255,
         cnn_norm: bool = True,
-        gaussian_size: int = 0,
+        latent: str = "categorical",
+        gaussian_size: int = 30,
         min_std: float = 0.1,
         reward_dist: str = "twohot",
     ) -> None:
         super().__init__()
+        if latent not in ("categorical", "gaussian"):
+            raise ValueError(f"latent must be 'categorical' or 'gaussian', got {latent!r}")
         if reward_dist not in ("twohot", "normal"):
             raise ValueError(f"reward_dist must be 'twohot' or 'normal', got {reward_dist!r}")
         if len(pixels_shape) not in (3, 4) or pixels_shape[-1] != pixels_shape[-2]:
@@ -467,12 +470,12 @@ class WorldModel(nn.Module):
         if proprio_dim:
             self.proprio_encoder = mlp(proprio_dim, hidden_dim, mlp_layers)
             embed_dim += hidden_dim
-        latent: Latent = (
+        stoch: Latent = (
             GaussianLatent(gaussian_size, min_std)
-            if gaussian_size
+            if latent == "gaussian"
             else CategoricalLatent(groups, classes, unimix)
         )
-        self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, latent)
+        self.rssm = RSSM(embed_dim, action_dim, deter_dim, hidden_dim, stoch)
         feature_dim = self.rssm.feature_dim
         self.decoder = ConvDecoder(feature_dim, self.views * channels, size, cnn_depth, cnn_norm)
         if proprio_dim:

@@ -17,6 +17,7 @@ from robotrl.agents.dreamer import (
     ReturnNormalizer,
     lambda_return,
 )
+from robotrl.config import TrainConfig
 from robotrl.nn.world_model import LatentState
 
 ACTION_DIM = 2
@@ -451,8 +452,8 @@ def test_bad_inputs_raise() -> None:
         make_agent(shape=(3, 32, 24))
 
 
-@pytest.mark.parametrize("task", ["dmc/walker_walk", "dmc/humanoid_run", "builtin/reach"])
-def test_packaged_config_composes_with_task_presets(task: str) -> None:
+def compose_train(*overrides: str) -> TrainConfig:
+    """The typed ``robotrl-train`` config the packaged Hydra config composes to."""
     from hydra import compose, initialize_config_module
 
     from robotrl.builders import to_train_config
@@ -460,8 +461,12 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
 
     register_configs()
     with initialize_config_module("robotrl.conf", version_base="1.3"):
-        cfg = to_train_config(compose("train", overrides=["agent=dreamer", f"task={task}"]))
-    agent_cfg = cfg.agent
+        return to_train_config(compose("train", overrides=list(overrides)))
+
+
+@pytest.mark.parametrize("task", ["dmc/walker_walk", "dmc/humanoid_run", "builtin/reach"])
+def test_packaged_config_composes_with_task_presets(task: str) -> None:
+    agent_cfg = compose_train("agent=dreamer", f"task={task}").agent
     assert isinstance(agent_cfg, DreamerConfig)
     assert agent_cfg.imag_horizon == 15 and agent_cfg.discount == 0.997
     if task == "builtin/reach":  # the CPU preset (agent_task/dreamer/builtin/reach.yaml)
@@ -484,15 +489,7 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
 def test_repo_experiment_sets_the_reference_world_model_over_the_task_presets(task: str) -> None:
     """``+experiment=repo`` wins over the CPU preset's world-model rate (1e-3) and its own run
     directory name; the preset's multiplier rate applies to reach only."""
-    from hydra import compose, initialize_config_module
-
-    from robotrl.builders import to_train_config
-    from robotrl.config import register_configs
-
-    register_configs()
-    with initialize_config_module("robotrl.conf", version_base="1.3"):
-        overrides = ["agent=dreamer", f"task={task}", "+experiment=repo"]
-        cfg = to_train_config(compose("train", overrides=overrides))
+    cfg = compose_train("agent=dreamer", f"task={task}", "+experiment=repo")
     agent_cfg = cfg.agent
     assert isinstance(agent_cfg, DreamerConfig)
     assert agent_cfg.repo and agent_cfg.latent == "gaussian" and agent_cfg.gaussian_size == 30

@@ -204,16 +204,14 @@ def moving_square_batch(
 
 
 @pytest.mark.parametrize(
-    ("gaussian_size", "reward_dist"),
-    [(0, "twohot"), (8, "normal")],
-    ids=["categorical_twohot", "gaussian_normal"],
+    ("latent", "reward_dist"), [("categorical", "twohot"), ("gaussian", "normal")]
 )
-def test_world_model_overfits_one_batch(gaussian_size: int, reward_dist: str) -> None:
+def test_world_model_overfits_one_batch(latent: str, reward_dist: str) -> None:
     torch.manual_seed(0)
     data = moving_square_batch()
     model = WorldModel(
         (3, 32, 32), 2, deter_dim=64, hidden_dim=64, groups=4, classes=4, cnn_depth=8,
-        mlp_layers=1, gaussian_size=gaussian_size, reward_dist=reward_dist,
+        mlp_layers=1, latent=latent, gaussian_size=8, reward_dist=reward_dist,
     )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -241,11 +239,11 @@ def test_world_model_overfits_one_batch(gaussian_size: int, reward_dist: str) ->
     assert last - 0.6 <= 0.1 * (first - 0.6), (first, last)
 
 
-@pytest.mark.parametrize("gaussian_size", [0, 4], ids=["categorical", "gaussian"])
-def test_multi_view_and_proprio_shapes(gaussian_size: int) -> None:
+@pytest.mark.parametrize("latent", ["categorical", "gaussian"])
+def test_multi_view_and_proprio_shapes(latent: str) -> None:
     model = WorldModel(
         (2, 3, 32, 32), 2, proprio_dim=5, deter_dim=16, hidden_dim=16, groups=2, classes=3,
-        cnn_depth=4, mlp_layers=1, gaussian_size=gaussian_size,
+        cnn_depth=4, mlp_layers=1, latent=latent, gaussian_size=4,
     )  # fmt: skip
     data = moving_square_batch(batch=2, length=3, views=2)
     data["is_first"][1, 1] = True  # a second episode starts inside the sequence
@@ -257,7 +255,7 @@ def test_multi_view_and_proprio_shapes(gaussian_size: int) -> None:
     assert terms.image.shape == (2, 3) and terms.proprio.shape == (2, 3)
     assert (terms.proprio > 0).all()
     assert model.decode_image(terms.states.features()).shape == (2, 3, 2, 3, 32, 32)
-    stoch_shape = (gaussian_size,) if gaussian_size else (2, 3)
+    stoch_shape = (4,) if latent == "gaussian" else (2, 3)
     assert terms.states.stoch.shape == (2, 3, *stoch_shape)
     assert terms.states.features().shape == (2, 3, model.rssm.feature_dim)
     with pytest.raises(KeyError, match="proprio"):
@@ -282,5 +280,10 @@ def test_normal_reward_head_is_half_the_squared_error() -> None:
     assert torch.allclose(predicted, by_hand, atol=1e-6)
     loss = model.reward_loss(features, reward)
     assert torch.allclose(loss, 0.5 * (by_hand - reward) ** 2, atol=1e-5)
+
+
+def test_unknown_latent_or_reward_distribution_raises() -> None:
     with pytest.raises(ValueError, match="reward_dist must be 'twohot' or 'normal'"):
         WorldModel((3, 32, 32), 2, reward_dist="mse")
+    with pytest.raises(ValueError, match="latent must be 'categorical' or 'gaussian'"):
+        WorldModel((3, 32, 32), 2, latent="normal")
