@@ -33,14 +33,18 @@ RePo (``repo=true``). No reconstruction in the representation loss: the world mo
 ``β·(KL_bal − ε)`` with ``KL_bal = (0.5·dyn + 0.1·rep)/0.6`` (the balanced KL without free bits;
 RePo's ``prior_train_steps = 5`` gives the same 5:1 split) and ``β = exp(log β)`` learned by
 dual gradient ascent (``log β ← log β + lr·(KL_bal − ε)`` through Adam; ε = 3, β₀ = 1e-5,
-lr 1e-4: the reference's defaults). With ``probe_decoder`` the decoders are kept as a probe
-trained on stop-gradient features (they never shape the representation). Proprio is
-reconstructed only by the probe too: RePo drops observation reconstruction entirely.
+lr 1e-4: the reference's defaults; ``repo_max_beta`` clips β after each step, projected dual
+ascent, which the reference does not need at its slow rate). With ``probe_decoder`` the
+decoders are kept as a probe trained on stop-gradient features (they never shape the
+representation). Proprio is reconstructed only by the probe too: RePo drops observation
+reconstruction entirely.
 ``+experiment=repo`` adds the reference's world model: Gaussian latents (``latent=gaussian``,
-30 dimensions, std ≥ 0.1), a unit-variance Normal reward head (``reward_dist=normal``, default
-initialisation) and world-model lr 3e-4. With DreamerV3's zero-initialised two-hot reward head
-nothing but reward prediction moves the representation, and on builtin/reach it never left
-the no-information level (docs/benchmarks.md, RePo).
+30 dimensions, std ≥ 0.1), a default-initialised reward head (``reward_zero_init=false``) and
+world-model lr 3e-4. With DreamerV3's zeroed reward output layer nothing but reward prediction
+moves the representation, and on builtin/reach it never left the no-information level. The
+reward head stays DreamerV3's two-hot where the reference has a unit-variance Normal
+(``reward_dist=normal``): on builtin/reach the Normal head's policy scored lower
+(docs/benchmarks.md, RePo).
 
 Acting keeps ``(h, z, previous action)`` per env row and per ``eval_mode``; ``begin_episodes``
 marks rows whose next ``act``/``act_batch`` starts from the initial state, in both modes' states
@@ -122,6 +126,9 @@ class DreamerConfig:
     gaussian_min_std: float = 0.1
     # The reward head: "twohot" (DreamerV3) or "normal" (unit-variance Normal; DreamerV1, RePo).
     reward_dist: str = "twohot"
+    # Zero the reward head's output layer (DreamerV3). RePo needs the default initialisation:
+    # without reconstruction a zeroed head never leaves its constant (docs/benchmarks.md, RePo).
+    reward_zero_init: bool = True
     num_bins: int = 255
     free_nats: float = 1.0
     pred_scale: float = 1.0
@@ -161,6 +168,9 @@ class DreamerConfig:
     repo_target_kl: float = 3.0
     repo_init_beta: float = 1e-5
     repo_beta_lr: float = 1e-4
+    # Projected dual ascent: β is clipped to this ceiling after each step (the reference has
+    # none; with the CPU preset's fast rate β otherwise runs away: docs/benchmarks.md, RePo).
+    repo_max_beta: float = float("inf")
     # torch.compile the RSSM steps and heads used in the sequence/imagination loops.
     compile: bool = False
     # Accepted and ignored (module docstring): set by the task presets for every agent.
@@ -185,6 +195,7 @@ class DreamerConfig:
             "critic_lr": self.critic_lr,
             "repo_init_beta": self.repo_init_beta,
             "repo_beta_lr": self.repo_beta_lr,
+            "repo_max_beta": self.repo_max_beta,
         }
         for key, value in positive.items():
             if not value > 0:
@@ -214,6 +225,11 @@ class DreamerConfig:
             raise ValueError(
                 f"need 0 < actor_min_std <= actor_max_std, got {self.actor_min_std}, "
                 f"{self.actor_max_std}"
+            )
+        if self.repo_max_beta < self.repo_init_beta:
+            raise ValueError(
+                f"repo_max_beta ({self.repo_max_beta}) must be >= repo_init_beta "
+                f"({self.repo_init_beta})"
             )
         if self.num_bins < 3 or self.num_bins % 2 == 0:
             raise ValueError(f"num_bins must be odd and >= 3, got {self.num_bins}")
@@ -308,14 +324,20 @@ class DreamerCritic(nn.Module):
 
 
 class LagrangeMultiplier(nn.Module):
-    """RePo's β = exp(log β), learned by dual gradient ascent."""
+    """RePo's β = exp(log β), learned by dual gradient ascent; :meth:`project` keeps it at or
+    below ``maximum``."""
 
-    def __init__(self, initial: float) -> None:
+    def __init__(self, initial: float, maximum: float = float("inf")) -> None:
         super().__init__()
         self.log_beta = nn.Parameter(torch.tensor(float(np.log(initial))))
+        self.log_max = float(np.log(maximum))
 
     def forward(self) -> torch.Tensor:
         return self.log_beta.exp()
+
+    @torch.no_grad()
+    def project(self) -> None:
+        self.log_beta.clamp_(max=self.log_max)
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -362,6 +384,7 @@ class DreamerAgent(Agent):
             gaussian_size=cfg.gaussian_size,
             min_std=cfg.gaussian_min_std,
             reward_dist=cfg.reward_dist,
+            reward_zero_init=cfg.reward_zero_init,
             cnn_depth=cfg.cnn_depth,
             mlp_layers=cfg.mlp_layers,
             unimix=cfg.unimix,
@@ -397,7 +420,8 @@ class DreamerAgent(Agent):
         }
         self.multiplier: LagrangeMultiplier | None = None
         if cfg.repo:
-            self.multiplier = LagrangeMultiplier(cfg.repo_init_beta).to(self.device)
+            multiplier = LagrangeMultiplier(cfg.repo_init_beta, cfg.repo_max_beta)
+            self.multiplier = multiplier.to(self.device)
             self.modules["multiplier"] = self.multiplier
             self.optimizers["multiplier"] = torch.optim.Adam(
                 self.multiplier.parameters(), lr=cfg.repo_beta_lr
@@ -577,6 +601,7 @@ class DreamerAgent(Agent):
             self.optimizers["multiplier"].zero_grad(set_to_none=True)
             dual_loss.backward()
             self.optimizers["multiplier"].step()
+            self.multiplier.project()
             metrics |= {"repo_beta": beta.item(), "repo_kl_violation": violation.item()}
 
         optimizer = self.optimizers["world_model"]
@@ -647,8 +672,11 @@ class DreamerAgent(Agent):
         critic_in = features.detach()[:, :-1]
         logits = self.critic(critic_in)
         critic_loss = self.twohot.loss(logits, returns.detach())
-        with torch.no_grad():
-            slow_value = self.twohot.decode(self.slow_critic(critic_in))
+        if cfg.bootstrap_slow_critic:  # already evaluated on these features for the returns
+            slow_value = value[:, :-1].detach()
+        else:
+            with torch.no_grad():
+                slow_value = self.twohot.decode(self.slow_critic(critic_in))
         critic_loss = critic_loss + cfg.critic_slowreg * self.twohot.loss(logits, slow_value)
         critic_loss = (weight * critic_loss).mean()
         self.optimizers["critic"].zero_grad(set_to_none=True)

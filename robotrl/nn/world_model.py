@@ -427,9 +427,10 @@ class WorldModel(nn.Module):
     ``pixels_shape`` is ``[C, H, W]`` or ``[V, C, H, W]`` (square images); ``proprio_dim`` 0:
     no proprio. ``latent``: ``"categorical"`` (``groups × classes`` one-hots) or ``"gaussian"``
     (:class:`GaussianLatent` of ``gaussian_size`` dimensions, standard deviations ≥
-    ``min_std``). ``reward_dist``: the reward head's distribution, ``"twohot"`` (DreamerV3,
-    zero-initialised output layer) or ``"normal"`` (unit variance, default initialisation:
-    DreamerV1 and the RePo reference).
+    ``min_std``). ``reward_dist``: the reward head's distribution, ``"twohot"`` (DreamerV3) or
+    ``"normal"`` (unit variance: DreamerV1 and the RePo reference). ``reward_zero_init``: zero
+    the head's output layer, so it predicts 0 at first (DreamerV3; DreamerV1 and the RePo
+    reference keep the default initialisation, which RePo needs: docs/benchmarks.md, RePo).
     """
 
     def __init__(
@@ -451,6 +452,7 @@ class WorldModel(nn.Module):
         gaussian_size: int = 30,
         min_std: float = 0.1,
         reward_dist: str = "twohot",
+        reward_zero_init: bool = True,
     ) -> None:
         super().__init__()
         if latent not in ("categorical", "gaussian"):
@@ -485,7 +487,7 @@ class WorldModel(nn.Module):
         self.reward_head = mlp(
             feature_dim, hidden_dim, mlp_layers, num_bins if reward_dist == "twohot" else 1
         )
-        if reward_dist == "twohot":
+        if reward_zero_init:
             final = self.reward_head[-1]
             assert isinstance(final, nn.Linear)
             nn.init.zeros_(final.weight)  # DreamerV3: predicts 0 at first, no early reward noise

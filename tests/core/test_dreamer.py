@@ -173,6 +173,21 @@ def test_repo_multiplier_moves_with_the_constraint(target_kl: float, grows: bool
     assert (after > start) == grows and after != start
 
 
+def test_repo_multiplier_is_projected_onto_its_ceiling() -> None:
+    """Dual ascent that would take β above ``repo_max_beta`` stops at it, and β comes back
+    down from there as soon as the constraint holds."""
+    torch.manual_seed(0)
+    agent = make_agent(repo=True, repo_target_kl=1e-4, repo_beta_lr=1.0, repo_max_beta=2e-5)
+    assert agent.multiplier is not None
+    for _ in range(2):
+        metrics = agent.update(sequence_batch(), step=0)
+        assert metrics["repo_kl_violation"] > 0
+        assert agent.multiplier().item() == pytest.approx(2e-5, rel=1e-5)
+    agent.cfg.repo_target_kl = 1e6  # now the constraint is slack: β must fall
+    agent.update(sequence_batch(), step=0)
+    assert agent.multiplier().item() < 0.9 * 2e-5
+
+
 def test_act_batch_shapes_range_and_reset_rows() -> None:
     obs = {"pixels": sequence_batch(batch=3)["obs"][:, 0]}
     torch.manual_seed(1)
@@ -433,6 +448,7 @@ def test_registry_and_contract_attributes() -> None:
         ({"latent": "normal"}, "latent must be 'categorical' or 'gaussian'"),
         ({"gaussian_min_std": 0.0}, "gaussian_min_std"),
         ({"reward_dist": "mse"}, "reward_dist must be 'twohot' or 'normal'"),
+        ({"repo_init_beta": 1.0, "repo_max_beta": 0.5}, "repo_max_beta"),
     ],
 )
 def test_bad_config_raises(overrides: dict[str, object], match: str) -> None:
@@ -488,11 +504,14 @@ def test_packaged_config_composes_with_task_presets(task: str) -> None:
 @pytest.mark.parametrize("task", ["dmc/walker_walk", "builtin/reach"])
 def test_repo_experiment_sets_the_reference_world_model_over_the_task_presets(task: str) -> None:
     """``+experiment=repo`` wins over the CPU preset's world-model rate (1e-3) and its own run
-    directory name; the preset's multiplier rate applies to reach only."""
+    directory name; the preset's multiplier rate and ceiling apply to reach only."""
     cfg = compose_train("agent=dreamer", f"task={task}", "+experiment=repo")
     agent_cfg = cfg.agent
     assert isinstance(agent_cfg, DreamerConfig)
     assert agent_cfg.repo and agent_cfg.latent == "gaussian" and agent_cfg.gaussian_size == 30
-    assert agent_cfg.reward_dist == "normal" and agent_cfg.model_lr == 3e-4
-    assert agent_cfg.repo_beta_lr == (1e-2 if task == "builtin/reach" else 1e-4)
+    assert agent_cfg.reward_dist == "twohot" and not agent_cfg.reward_zero_init
+    assert agent_cfg.model_lr == 3e-4
+    reach = task == "builtin/reach"
+    assert agent_cfg.repo_beta_lr == (1e-2 if reach else 1e-4)
+    assert agent_cfg.repo_max_beta == (100.0 if reach else float("inf"))
     assert cfg.exp_name == "repo"

@@ -207,11 +207,13 @@ def moving_square_batch(
     ("latent", "reward_dist"), [("categorical", "twohot"), ("gaussian", "normal")]
 )
 def test_world_model_overfits_one_batch(latent: str, reward_dist: str) -> None:
+    """DreamerV3's world model, and RePo's (Gaussian latents, default-initialised Normal head)."""
     torch.manual_seed(0)
     data = moving_square_batch()
     model = WorldModel(
         (3, 32, 32), 2, deter_dim=64, hidden_dim=64, groups=4, classes=4, cnn_depth=8,
         mlp_layers=1, latent=latent, gaussian_size=8, reward_dist=reward_dist,
+        reward_zero_init=reward_dist == "twohot",
     )  # fmt: skip
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -268,7 +270,7 @@ def test_normal_reward_head_is_half_the_squared_error() -> None:
     torch.manual_seed(0)
     model = WorldModel(
         (3, 32, 32), 2, deter_dim=8, hidden_dim=8, groups=2, classes=3, cnn_depth=4,
-        mlp_layers=1, reward_dist="normal",
+        mlp_layers=1, reward_dist="normal", reward_zero_init=False,
     )  # fmt: skip
     features = torch.randn(4, 5, model.rssm.feature_dim)
     reward = torch.randn(4, 5)
@@ -280,6 +282,23 @@ def test_normal_reward_head_is_half_the_squared_error() -> None:
     assert torch.allclose(predicted, by_hand, atol=1e-6)
     loss = model.reward_loss(features, reward)
     assert torch.allclose(loss, 0.5 * (by_hand - reward) ** 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("reward_dist", ["twohot", "normal"])
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_reward_head_zero_init_predicts_zero_until_trained(reward_dist: str, zero_init: bool):
+    torch.manual_seed(0)
+    model = WorldModel(
+        (3, 32, 32), 2, deter_dim=8, hidden_dim=8, groups=2, classes=3, cnn_depth=4,
+        mlp_layers=1, reward_dist=reward_dist, reward_zero_init=zero_init,
+    )  # fmt: skip
+    predicted = model.reward(torch.randn(6, model.rssm.feature_dim))
+    if zero_init:
+        assert predicted.abs().max().item() < 1e-6
+    else:  # default initialisation: predictions differ from row to row
+        assert predicted.std().item() > 1e-3
+    model.reward_loss(torch.randn(6, model.rssm.feature_dim), torch.ones(6)).mean().backward()
+    assert model.reward_head[-1].weight.grad.abs().max() > 0  # the zeroed layer still learns
 
 
 def test_unknown_latent_or_reward_distribution_raises() -> None:
