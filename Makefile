@@ -20,7 +20,7 @@ lint: $(VENV)/.installed
 
 # Lint, type-check and run the test suite (slow tests excluded; see `make test-slow`).
 test: lint
-	$(PY) -m pytest -m "not slow" -n 2 --durations=15 $(ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup --durations=15 $(ARGS)
 
 # Exit code 5 is pytest's "no tests collected": not a failure while no test is marked slow.
 test-slow: $(VENV)/.installed

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from robotrl.trainer import eval_reset_seed
 from tests.sim.test_learning import random_policy_return, train_reach
 
@@ -48,6 +50,7 @@ def train_and_score(
     return learned, untrained, random_policy_return(eval_reset_seed(SEED))
 
 
+@pytest.mark.duration(1260)
 def test_dreamer_learns_builtin_reach_well_above_random(tmp_path):
     """Measured with the preset (14k frames, one torch thread, 2 shared cores; 6000 updates,
     ~21 min), evaluating also at 7k: seed 1 untrained 45.6, 42.3 at 7k, 78.3 at 14k (random
@@ -62,6 +65,7 @@ def test_dreamer_learns_builtin_reach_well_above_random(tmp_path):
     assert learned > untrained + 25.0
 
 
+@pytest.mark.duration(1100)
 def test_dreamer_with_repo_learns_builtin_reach_well_above_random(tmp_path):
     """RePo (``+experiment=repo``; the preset's multiplier rate 1e-2 and ceiling β ≤ 100).
     Measured (14k frames, one torch thread, 2 shared cores, ~17.5 min): seed 2 81.5 (untrained

@@ -76,7 +76,13 @@ def train_reach(
     return run_dir, eval_rows(run_dir)
 
 
-@pytest.mark.parametrize("agent", sorted(FRAMES))
+# Seconds each run took in `make test` (tests/conftest.py starts the longest first).
+DURATION = {"drqv2": 157, "drm": 231, "mentor": 694, "taco": 279}
+
+
+@pytest.mark.parametrize(
+    "agent", [pytest.param(a, marks=pytest.mark.duration(DURATION[a])) for a in sorted(FRAMES)]
+)
 def test_agent_learns_builtin_reach_well_above_random(tmp_path, agent):
     frames = FRAMES[agent]
     run_dir, rows = train_reach(tmp_path, agent, frames)
@@ -90,6 +96,7 @@ def test_agent_learns_builtin_reach_well_above_random(tmp_path, agent):
     assert (run_dir / "learning_curve.png").exists() and (run_dir / "videos").is_dir()
 
 
+@pytest.mark.duration(170)
 def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
     """DrQ-v2 never sees the env's reward: it learns from the keypoint reward of the preset
     ``+reward=keypoints_builtin_reach`` (the green disc found in the first frame, lifted to the
@@ -142,6 +149,7 @@ def warp_random_policy_return(eval_seed: int, worlds: int) -> float:
     return float(info["episode_return"].mean())
 
 
+@pytest.mark.duration(230)
 def test_drqv2_learns_warp_reach_on_batched_worlds(tmp_path):
     """DrQ-v2 on ``warp/reach``: WARP_WORLDS worlds on Warp's CPU device, 32x32 pixels.
 

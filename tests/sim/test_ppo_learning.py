@@ -7,6 +7,8 @@ import csv
 import subprocess
 import time
 
+import pytest
+
 from robotrl.trainer import eval_reset_seed
 from tests.sim.test_learning import BIN, SEED, warp_random_policy_return
 
@@ -14,6 +16,7 @@ PPO_WORLDS = 32
 PPO_FRAMES = 32_768  # 16 rollouts of 64 steps × 32 worlds × action repeat 2
 
 
+@pytest.mark.duration(55)
 def test_ppo_learns_warp_reach_on_batched_worlds(tmp_path):
     """Recorded on 2 shared CPU cores (torch_threads=1): 32,768 frames in 0.9 min, eval return
     63.1 vs random 24.8 and untrained 22.7. A longer run (120k frames, default evaluation every

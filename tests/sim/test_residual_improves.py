@@ -61,6 +61,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from robotrl.trainer import eval_reset_seed
 from tests.sim.cli_runs import DEMO_SEED, csv_rows, eval_rows, reach_demos, run
@@ -101,6 +102,7 @@ def episode_successes(csv_path: Path) -> list[float]:
     return [float(row["success"]) for row in csv_rows(csv_path)]
 
 
+@pytest.mark.duration(72)
 def test_residual_ppo_raises_the_clones_success_on_the_biased_reach(tmp_path):
     started = time.perf_counter()
     demos = tmp_path / "demos"

@@ -11,6 +11,8 @@ import csv
 import json
 import time
 
+import pytest
+
 from robotrl.trainer import eval_reset_seed
 from tests.sim.test_learning import EVAL_EPISODES, random_policy_return
 from tests.sim.test_train_cli import (
@@ -30,6 +32,7 @@ def eval_rows(path):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.duration(225)
 def test_sb3_sac_learns_builtin_reach_from_pixels_and_evaluates_like_our_agents(tmp_path):
     frames = 9000  # 4500 agent steps, 3500 SAC updates after 1000 random steps
     started = time.monotonic()

@@ -108,6 +108,7 @@ def test_sigkill_then_same_command_resumes_with_replay_and_counters(tmp_path):
     assert train_frames == list(range(100, total + 1, 100))  # each episode logged exactly once
 
 
+@pytest.mark.duration(138)
 def test_dmc_smoke_train_kill_resume_eval(tmp_path):
     args = [
         str(BIN / "robotrl-train"),
