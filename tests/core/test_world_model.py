@@ -207,7 +207,7 @@ def moving_square_batch(
     ("latent", "reward_dist"), [("categorical", "twohot"), ("gaussian", "normal")]
 )
 def test_world_model_overfits_one_batch(latent: str, reward_dist: str) -> None:
-    """DreamerV3's world model, and RePo's (Gaussian latents, default-initialised Normal head)."""
+    """DreamerV3's world model, and the RePo reference's (Gaussian, default-init Normal head)."""
     torch.manual_seed(0)
     data = moving_square_batch()
     model = WorldModel(
