@@ -171,7 +171,8 @@ class DreamerConfig:
     # Projected dual ascent: β is clipped to this ceiling after each step (the reference has
     # none; with the CPU preset's fast rate β otherwise runs away: docs/benchmarks.md, RePo).
     repo_max_beta: float = float("inf")
-    # torch.compile the RSSM steps and heads used in the sequence/imagination loops.
+    # torch.compile the per-step functions of the observation and imagination loops
+    # (scripts/bench_dreamer.py measures it against eager).
     compile: bool = False
     # Accepted and ignored (module docstring): set by the task presets for every agent.
     feature_dim: int = 50
@@ -430,7 +431,7 @@ class DreamerAgent(Agent):
         self._acting: dict[bool, _ActingState] = {}
         # Per eval_mode: reset every row (True), the rows of a mask, or nothing (None).
         self._pending: dict[bool, np.ndarray | bool | None] = {False: None, True: None}
-        self._img_step: Callable[..., Any] = self.world_model.rssm.imagine_step
+        self._policy_step: Callable[..., Any] = self.imagine_step
         self.pretrain_due = cfg.pretrain_updates > 0  # the burst before the first update
         if cfg.compile:
             self._compile()
@@ -444,7 +445,7 @@ class DreamerAgent(Agent):
         # Python loops over T and H stay uncompiled (unrolling them compiles for minutes).
         rssm.img_step = torch.compile(rssm.img_step)  # type: ignore[method-assign]
         rssm.posterior = torch.compile(rssm.posterior)  # type: ignore[method-assign]
-        self._img_step = torch.compile(rssm.imagine_step)
+        self._policy_step = torch.compile(self.imagine_step)
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -633,12 +634,21 @@ class DreamerAgent(Agent):
         features = [state.features()]
         entropies = []
         for _ in range(self.cfg.imag_horizon):
-            dist = self.actor(features[-1].detach())
-            action = straight_through_clip(dist.rsample())
-            entropies.append(dist.entropy().sum(-1))
-            state = self._img_step(state, action)
-            features.append(state.features())
+            state, feature, entropy = self._policy_step(state, features[-1])
+            features.append(feature)
+            entropies.append(entropy)
         return torch.stack(features, 1), torch.stack(entropies, 1)
+
+    def imagine_step(
+        self, state: LatentState, feature: torch.Tensor
+    ) -> tuple[LatentState, torch.Tensor, torch.Tensor]:
+        """One imagined step from ``state`` (its ``feature``): the actor's action (a
+        reparameterised sample, clipped straight-through), the next state from the prior, its
+        feature, and the actor's entropy."""
+        dist = self.actor(feature.detach())
+        action = straight_through_clip(dist.rsample())
+        state = self.world_model.rssm.imagine_step(state, action)
+        return state, state.features(), dist.entropy().sum(-1)
 
     def update_behaviour(self, starts: tuple[LatentState, torch.Tensor]) -> dict[str, float]:
         """Actor and critic on imagined rollouts from ``starts`` (states, continue flags)."""
