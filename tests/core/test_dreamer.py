@@ -552,3 +552,15 @@ def test_repo_experiment_sets_the_reference_world_model_over_the_task_presets(ta
     assert agent_cfg.repo_beta_lr == (1e-2 if reach else 1e-4)
     assert agent_cfg.repo_max_beta == (100.0 if reach else float("inf"))
     assert cfg.exp_name == "repo"
+
+
+def test_paper_experiment_sets_dreamerv3_dmc_inputs() -> None:
+    """``+experiment=dreamer_paper``: 64x64 single frames at action repeat 2 on a dmc task (whose
+    own default is DrQ-v2's 84x84 stack of 3), the paper's size-S model untouched."""
+    plain = compose_train("agent=dreamer", "task=dmc/walker_walk")
+    assert plain.env.image_size == 84
+    cfg = compose_train("agent=dreamer", "task=dmc/walker_walk", "+experiment=dreamer_paper")
+    assert (cfg.env.image_size, cfg.env.frame_stack, cfg.env.action_repeat) == (64, 1, 2)
+    assert (cfg.eval_every_frames, cfg.eval_episodes, cfg.exp_name) == (10_000, 10, "dreamer_paper")
+    assert isinstance(cfg.agent, DreamerConfig) and cfg.agent.deter_dim == 512
+    assert cfg.replay.batch_size == 16 and cfg.agent.sequence_length == 64
