@@ -3,19 +3,21 @@ same run on the config a task composes to.
 
 One update is a world-model step on a ``[B, T]`` sequence batch and an actor-critic step in
 imagination from every posterior state (``robotrl.agents.dreamer``). With ``agent.compile=true``
-the RSSM's per-step functions (GRU step and prior, posterior, imagination step) go through
-``torch.compile``; the Python loops over T and the horizon stay eager. The first update pays for
-compilation and is reported on its own; the timed updates come after ``--warmup`` more.
+the RSSM step (GRU and prior), the posterior and the imagination policy step (actor and RSSM
+step) go through ``torch.compile``; the Python loops over T and the horizon stay eager. The
+first update pays for compilation and is reported on its own; the timed updates come after
+``--warmup`` more.
 
 The batches are random pixels, actions and rewards of the shapes the task's env gives (episode
 starts at the first step of each sequence): an update's cost does not depend on what the pixels
 show. ``agent.pretrain_updates`` is forced to 0, so no update runs the pretraining burst.
 
     .venv/bin/python scripts/bench_dreamer.py                          # CPU preset, builtin/reach
-    .venv/bin/python scripts/bench_dreamer.py --task dmc/walker_walk --device cuda  # paper size S
+    .venv/bin/python scripts/bench_dreamer.py --task dmc/walker_walk +experiment=dreamer_paper
     .venv/bin/python scripts/bench_dreamer.py --updates 5 +experiment=repo   # Hydra overrides
 
-Prints a table and one JSON line. Timings depend on the machine; compare ratios, not seconds.
+The second is the paper's size S at 64x64, on CUDA where there is one (``--device``). Prints a
+table and one JSON line. Timings depend on the machine; compare ratios, not seconds.
 """
 
 from __future__ import annotations
