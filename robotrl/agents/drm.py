@@ -34,6 +34,7 @@ from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
 from robotrl.nn.dormant import (
     DORMANT_THRESHOLD,
     AwakenSchedule,
+    awaken_stddev,
     exploitation_weight,
     perturb_factor,
     perturb_linear_layers,
@@ -49,6 +50,9 @@ class DrMConfig(DrQV2Config):
     name: str = "drm"
     dormant_threshold: float = DORMANT_THRESHOLD  # β̂: "awake" below it
     awaken_temperature: float = 10.0
+    # "awake": DrM's awaken exploration; "dormant": the noise is scale·sigmoid(·) of β alone.
+    stddev_type: str = "awake"
+    dormant_stddev_scale: float = 1.0
     perturb_every_steps: int = 100_000
     perturb_rate: float = 2.0
     min_perturb: float = 0.2
@@ -60,6 +64,10 @@ class DrMConfig(DrQV2Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.stddev_type not in ("awake", "dormant"):
+            raise ValueError(f"stddev_type must be 'awake' or 'dormant', got {self.stddev_type!r}")
+        if self.dormant_stddev_scale <= 0.0:
+            raise ValueError(f"dormant_stddev_scale must be > 0, got {self.dormant_stddev_scale}")
         if self.exploitation not in ("dormant", "constant"):
             raise ValueError(
                 f"exploitation must be 'dormant' or 'constant', got {self.exploitation!r}"
@@ -108,6 +116,7 @@ class DrMAgent(DrQV2Agent):
             base=cfg.stddev_schedule,
             threshold=cfg.dormant_threshold,
             slope=cfg.awaken_temperature,
+            scale=cfg.dormant_stddev_scale,
             earliest_step=cfg.num_expl_steps,
         )
         self.actor_dormant_ratio = 1.0  # fully dormant until measured, as in the public code
@@ -117,6 +126,13 @@ class DrMAgent(DrQV2Agent):
     # -- β-driven quantities -----------------------------------------------------------------
 
     def stddev(self, step: int) -> float:
+        if self.cfg.stddev_type == "dormant":
+            return awaken_stddev(
+                self.actor_dormant_ratio,
+                self.cfg.dormant_threshold,
+                self.cfg.awaken_temperature,
+                self.cfg.dormant_stddev_scale,
+            )
         return self.awaken(step, self.actor_dormant_ratio)
 
     def exploitation_lambda(self) -> float:

@@ -50,6 +50,8 @@ class DrQV2Config:
     num_expl_steps: int = 2000
     stddev_schedule: LinearSchedule = field(default_factory=LinearSchedule)
     stddev_clip: float = 0.3
+    # Clip the actor's gradient to this global L2 norm before its step (None: no clipping).
+    actor_grad_clip_norm: float | None = None
     augment_pad: int = 4
     # NHWC convolutions: ~1.6x faster on CPU, neutral on GPU.
     channels_last: bool = True
@@ -69,6 +71,10 @@ class DrQV2Config:
             raise ValueError(f"critic_target_tau must be in (0, 1], got {self.critic_target_tau}")
         if self.update_every_steps < 1:
             raise ValueError("update_every_steps must be >= 1")
+        if self.actor_grad_clip_norm is not None and self.actor_grad_clip_norm <= 0:
+            raise ValueError(
+                f"actor_grad_clip_norm must be > 0 or None, got {self.actor_grad_clip_norm}"
+            )
 
 
 def soft_update(net: torch.nn.Module, target: torch.nn.Module, tau: float) -> None:
@@ -298,6 +304,8 @@ class DrQV2Agent(Agent):
 
         self.optimizers["actor"].zero_grad(set_to_none=True)
         actor_loss.backward()
+        if self.cfg.actor_grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.actor_grad_clip_norm)
         self.optimizers["actor"].step()
         return metrics | {
             "actor_logprob": dist.log_prob(action).sum(-1).mean().item(),

@@ -41,6 +41,9 @@ class MentorConfig(DrMConfig):
 
     name: str = "mentor"
     actor: str = "moe"
+    stddev_type: str = "dormant"  # MENTOR's noise: 0.8·sigmoid(10(β − 0.2)), no awaken schedule
+    dormant_stddev_scale: float = 0.8
+    actor_grad_clip_norm: float | None = 1e-3
     perturb_every_steps: int = 20_000
     snapshots: int = 10  # top-k end-of-episode snapshots kept, by return
 

@@ -1,14 +1,28 @@
 """Dormant neurons (Sokar et al., 2023; used by DrM, Xu et al., 2024).
 
-A neuron of a Linear layer is dormant on a batch when the batch mean of its absolute output is
-strictly below ``tau`` times the mean of that quantity over the layer's neurons. The dormant
-ratio of a network is the share of dormant neurons among all neurons of all its Linear layers,
-measured on pre-activation outputs (the Linear layers' own outputs).
+Every output unit of every ``nn.Linear`` in a network is a neuron. Its score is the batch mean
+of its absolute activity, and it is dormant when that score is strictly below ``tau`` times the
+mean score over its layer's neurons. The dormant ratio of a network is the share of dormant
+neurons among all neurons of all its Linear layers.
+
+The activity of a neuron is what its layer hands on (ReDo's definition on activations):
+
+- a Linear directly followed by a ``ReLU`` in its ``nn.Sequential`` (every hidden layer of the
+  actor, critic, value net, proprio fusion and MoE experts and gate) is scored after the ReLU;
+- any other Linear (the trunk's, which a LayerNorm follows, and output layers) is scored on its
+  own output.
+
+This is what DrM's and MENTOR's public ``cal_dormant_ratio`` measure in effect: they keep each
+Linear's output tensor, which the in-place ReLU after a hidden layer then overwrites. A dead
+ReLU unit scores exactly 0, so an untrained network already has a few dormant neurons (β ≈ 0.06
+for DrM's actor at initialisation), where pre-activation outputs are almost never dormant.
+``after_relu=False`` scores every Linear on its own output instead.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,21 +56,41 @@ def dormant_neurons(output: torch.Tensor, tau: float = DORMANT_TAU) -> torch.Ten
     return activity < tau * activity.mean()
 
 
+def linears_followed_by_relu(network: nn.Module) -> set[nn.Module]:
+    """The Linear layers whose next module in their ``nn.Sequential`` is a ReLU."""
+    followed: set[nn.Module] = set()
+    for sequential in network.modules():
+        if isinstance(sequential, nn.Sequential):
+            layers = list(sequential)
+            for layer, after in itertools.pairwise(layers):
+                if isinstance(layer, nn.Linear) and isinstance(after, nn.ReLU):
+                    followed.add(layer)
+    return followed
+
+
 def dormant_stats(
-    network: nn.Module, forward: Callable[[], Any], tau: float = DORMANT_TAU
+    network: nn.Module,
+    forward: Callable[[], Any],
+    tau: float = DORMANT_TAU,
+    *,
+    after_relu: bool = True,
 ) -> DormantStats:
     """Run ``forward()`` (which must call ``network``) and count dormant neurons in ``network``.
 
     ``forward`` supplies the batch, e.g. ``lambda: actor(features, std)`` on the current
     augmented, encoded training batch. Runs without gradients and leaves the network unchanged.
+    Hidden layers are scored after their ReLU (see the module docstring) unless ``after_relu``
+    is false.
     """
     dormant: dict[str, int] = {}
     neurons: dict[str, int] = {}
     handles = []
+    rectified = linears_followed_by_relu(network) if after_relu else set()
 
     def hook_for(name: str) -> Callable[[nn.Module, Any, torch.Tensor], None]:
-        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-            mask = dormant_neurons(output, tau)
+        def hook(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            activity = torch.relu(output) if module in rectified else output
+            mask = dormant_neurons(activity, tau)
             dormant[name] = dormant.get(name, 0) + int(mask.sum())
             neurons[name] = neurons.get(name, 0) + mask.numel()
 
@@ -83,9 +117,14 @@ def dormant_stats(
 DORMANT_THRESHOLD = 0.2  # β below this counts as awake (the paper's β threshold)
 
 
-def awaken_stddev(beta: float, threshold: float = DORMANT_THRESHOLD, slope: float = 10.0) -> float:
-    """Exploration noise while dormant: sigmoid(slope · (β − threshold))."""
-    return 1.0 / (1.0 + math.exp(-slope * (beta - threshold)))
+def awaken_stddev(
+    beta: float, threshold: float = DORMANT_THRESHOLD, slope: float = 10.0, scale: float = 1.0
+) -> float:
+    """Exploration noise from β: scale · sigmoid(slope · (β − threshold)).
+
+    DrM's public code uses scale 1 (until awake), MENTOR's 0.8 (always).
+    """
+    return scale / (1.0 + math.exp(-slope * (beta - threshold)))
 
 
 def exploitation_weight(
@@ -115,6 +154,7 @@ class AwakenSchedule:
     base: LinearSchedule
     threshold: float = DORMANT_THRESHOLD
     slope: float = 10.0
+    scale: float = 1.0
     earliest_step: int = 0
     awaken_step: int | None = None
 
@@ -123,7 +163,7 @@ class AwakenSchedule:
             self.awaken_step = step
 
     def __call__(self, step: int, beta: float) -> float:
-        dormant_noise = awaken_stddev(beta, self.threshold, self.slope)
+        dormant_noise = awaken_stddev(beta, self.threshold, self.slope, self.scale)
         if self.awaken_step is None:
             return dormant_noise
         return max(dormant_noise, self.base(step - self.awaken_step))

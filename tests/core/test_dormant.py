@@ -21,20 +21,41 @@ from robotrl.nn.dormant import (
 from robotrl.schedules import LinearSchedule
 
 
-@pytest.mark.parametrize("action_dim", [6, 12, 21, 38])
-def test_fresh_drqv2_actor_has_no_dormant_neurons(action_dim):
+@pytest.mark.parametrize("action_dim", [6, 21])
+def test_hidden_layers_are_scored_after_their_relu_trunk_and_output_on_their_own_output(
+    action_dim,
+):
     torch.manual_seed(action_dim)
     agent = DrQV2Agent(DrQV2Config(), obs_shape=(9, 84, 84), action_dim=action_dim, device="cpu")
     obs = torch.randint(0, 256, (64, 9, 84, 84), dtype=torch.uint8)
-    features = agent.encode(agent.augment(obs.float()))
+    features = agent.encode(agent.augment(obs.float())).detach()
     stats = dormant_stats(agent.actor, lambda: agent.actor(features, 0.5))
-    assert stats.ratio == 0.0
     assert stats.neurons == {
         "trunk.0": 50,
         "policy.0": 1024,
         "policy.2": 1024,
         "policy.4": action_dim,
     }
+    # The same scores by hand, layer by layer, in numpy.
+    trunk, policy = agent.actor.trunk, agent.actor.policy
+    with torch.no_grad():
+        trunk_out = trunk[0](features)
+        hidden1 = torch.relu(policy[0](trunk[2](trunk[1](trunk_out))))
+        hidden2 = torch.relu(policy[2](hidden1))
+        output = policy[4](hidden2)
+
+    def dormant_by_hand(activity: torch.Tensor) -> int:
+        score = np.abs(activity.numpy()).mean(axis=0)
+        return int((score < 0.025 * score.mean()).sum())
+
+    expected = {
+        "trunk.0": dormant_by_hand(trunk_out),
+        "policy.0": dormant_by_hand(hidden1),
+        "policy.2": dormant_by_hand(hidden2),
+        "policy.4": dormant_by_hand(output),
+    }
+    assert stats.dormant == expected
+    assert expected["policy.0"] + expected["policy.2"] > 0  # dead ReLU units exist at init
 
 
 def test_planted_dead_units_report_exactly_their_share():

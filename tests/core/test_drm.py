@@ -115,7 +115,7 @@ def test_drm_configs_compose_with_per_task_specialisations():
     with initialize_config_module("robotrl.conf", version_base="1.3"):
         hard = to_train_config(compose("train", overrides=["agent=drm", "task=dmc/reacher_hard"]))
         assert isinstance(hard.agent, DrMConfig)
-        assert (hard.agent.max_perturb, hard.agent.target_lambda) == (1.0, 0.5)
+        assert (hard.agent.max_perturb, hard.agent.target_lambda) == (1.0, 0.6)
         humanoid = to_train_config(
             compose("train", overrides=["agent=drm", "task=dmc/humanoid_run"])
         )
