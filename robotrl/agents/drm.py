@@ -1,24 +1,27 @@
 """DrM (Xu et al., 2024, "DrM: Mastering Visual Reinforcement Learning through Dormant Ratio
 Minimization"): DrQ-v2 steered by the actor's dormant ratio β.
 
-Three mechanisms, all driven by β (measured on every update's augmented, encoded batch):
+Three mechanisms, all driven by β (measured on every update's augmented, encoded batch, hidden
+layers after their ReLU: ``robotrl.nn.dormant``):
 
 1. Dormant-ratio-guided perturbation: every ``perturb_every_steps`` agent steps the Linear
    layers of actor, critic, target critic and value net move to α·θ + (1−α)·θ_fresh with
    α = clip(1 − perturb_rate·β, min_perturb, max_perturb); LayerNorms stay; all optimizer
    states are reset.
-2. Awaken exploration: noise sigmoid(10(β − 0.2)) until β first drops below 0.2 after the
-   uniform-exploration phase, then the larger of that and the linear schedule restarted there.
+2. Awaken exploration (``stddev_type="awake"``): noise sigmoid(10(β − 0.2)) until β first drops
+   below 0.2 after the uniform-exploration phase, then the larger of that and the linear
+   schedule restarted there. ``stddev_type="dormant"`` keeps ``dormant_stddev_scale``·sigmoid(·)
+   throughout (MENTOR's rule).
 3. Dormant-ratio-guided exploitation: an expectile (τ_e) value net V(s) regressed on min Q, and
    the critic target V(s') = λ·V(s') + (1−λ)·min Q_target(s', a'), λ = 0.6 / (1 + e^{50(β−0.2)})
    (or a constant λ with ``exploitation="constant"``, as the paper uses on MetaWorld).
 
-Where the public code differs: its awaken noise is 0.8·sigmoid(·); we follow the paper's
-sigmoid (see ``robotrl.nn.dormant.awaken_stddev``). Its value-net loss back-propagates into the
-critic and relies on the critic update zeroing those gradients; we compute min Q without
-gradients, which updates the same parameters. It perturbs on ``step % interval == 0`` inside
-updates; we perturb at the first update at or after each multiple of the interval, so the
-interval needs no relation to ``update_every_steps``.
+Where the public code differs (measured sizes: ``docs/agents.md``): its value-net loss
+back-propagates into the critic and relies on the critic update zeroing those gradients; we
+compute min Q without gradients, which updates the same parameters. It builds the value net
+before the critic, so one seed gives other initial weights. It perturbs on
+``step % interval == 0`` inside updates; we perturb at the first update at or after each
+multiple of the interval, so the interval needs no relation to ``update_every_steps``.
 """
 
 from __future__ import annotations

@@ -10,15 +10,18 @@ perturbation toward good past agents instead of toward fresh weights.
   α·θ + (1 − α)·θ̃, with θ̃ drawn from a Gaussian fitted per parameter entry across the kept
   snapshots and α the DrM factor clip(1 − 2β, min_perturb, max_perturb). Until the first episode
   ends there is no snapshot and the perturbation is DrM's (toward a fresh initialisation).
-  Everything else (awaken exploration, expectile exploitation, optimizer reset) is DrM's.
+- Exploration noise 0.8·sigmoid(10(β − 0.2)) at every step (no awaken schedule) and the actor's
+  gradient clipped to a global norm of 1e-3, as in the public code. Everything else (expectile
+  exploitation, optimizer reset) is DrM's.
 
-Where the public code differs: its Gaussian uses the unbiased standard deviation, which is NaN
-for one snapshot; we use the unbiased one from two snapshots on and σ = 0 for a single snapshot
-(θ̃ is then that snapshot). Its aux-loss scale (``aux_loss_scale``) is computed but never applied;
-we use its effective weight 1 (``moe.aux_loss_weight``). It clips the actor's gradient norm to
-1e-3; we do not (Adam's update is nearly invariant to that per-step rescaling, and DrM's does
-not clip). Its perturbation interval counts updates (10k); ours counts agent steps, so the
-default is 20k steps (10k updates at one update every 2 steps).
+Where the public code differs (measured sizes: ``docs/agents.md``): its Gaussian uses the
+unbiased standard deviation, which is NaN for one snapshot; we use the unbiased one from two
+snapshots on and σ = 0 for a single snapshot (θ̃ is then that snapshot), without its 1e-7 floor.
+Its actor perturbation also moves the MoE experts and gate toward a fresh initialisation before
+moving them toward θ̃; we apply the paper's single step to every layer. Its aux-loss scale
+(``aux_loss_scale``) is computed but never applied; we use its effective weight 1
+(``moe.aux_loss_weight``). Its perturbation interval counts updates (10k); ours counts agent
+steps, so the default is 20k steps (10k updates at one update every 2 steps).
 """
 
 from __future__ import annotations

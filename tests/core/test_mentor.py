@@ -218,3 +218,22 @@ def test_snapshot_size_at_dmc_sizes_is_the_one_docs_state():
     snapshot = agent.take_snapshot()
     assert sum(t.numel() for t in snapshot.values()) == 22_112_995  # docs/agents.md: ~22.1M
     assert all(t.dtype == torch.float32 and t.device.type == "cpu" for t in snapshot.values())
+
+
+@pytest.mark.parametrize("clip", [1e-3, None])
+def test_actor_gradient_is_clipped_to_the_public_codes_norm(clip):
+    """MENTOR's public code clips the actor's gradient to a global norm of 1e-3 before its step."""
+    agent = make_agent(actor_grad_clip_norm=clip)
+    agent.update(batch(0), step=10)
+    norm = torch.linalg.vector_norm(
+        torch.stack([p.grad.norm() for p in agent.actor.parameters() if p.grad is not None])
+    )
+    if clip is None:
+        assert norm > 1e-2  # the unclipped gradient is far larger than the clip
+    else:
+        assert norm == pytest.approx(clip, rel=1e-4)
+
+
+def test_mentor_clips_the_actor_gradient_and_drm_does_not():
+    assert MentorConfig().actor_grad_clip_norm == 1e-3
+    assert DrQV2Config().actor_grad_clip_norm is None
