@@ -5,13 +5,22 @@ monotonic clock) into every call, so tests drive it with a fake clock. What it e
 (DESIGN.md §5):
 
 - **Workspace box** on the commanded TCP position: the target is projected into the box.
-- **Per-step limits** between consecutive targets: translation by Euclidean length, rotation by
-  the angle of the relative rotation (axis-angle magnitude); an over-long step is shortened along
-  its own direction. The step is clipped first and the result then projected into the box;
-  because projection onto a convex box never moves a point further from any point inside it,
-  the final step still obeys the limit whenever the previous target was in the box.
-- **Malformed commands** (wrong shape, NaN/Inf, a quaternion far from unit length) are dropped:
-  the arm holds, and the reason is counted for ``/diagnostics``.
+- **Per-step limits** between consecutive targets, from any state: translation by Euclidean
+  length, rotation by the angle of the relative rotation (axis-angle magnitude); an over-long
+  step is shortened along its own direction. From a previous target in the box, the step is
+  clipped first and the result then projected into the box; because projection onto a convex
+  box never moves a point further from any point inside it, the step still obeys the limit.
+  From a previous target outside the box (the arm was started or pushed there), the command's
+  translation is set aside: the target moves straight towards the nearest point of the box by
+  ``min(max_translation_step, distance)`` per step (clipped as ``"return_to_box"``) until it is
+  inside; rotation follows the command within its limit as usual.
+- **Malformed commands** are dropped: the arm holds, and the reason is counted for
+  ``/diagnostics``. Checked in this order: not real numbers (strings, ``None``, bools, complex
+  values, objects: ``not_a_number``), wrong shape (``wrong_shape``), NaN/Inf (``nonfinite``),
+  a magnitude no float64 holds or above ``max_command_value`` (``out_of_range``; a rotation of
+  1e300 rad has no meaningful direction), a quaternion far from unit length
+  (``bad_quaternion``). Any real dtype is a number: Python and NumPy ints and floats of every
+  width. These checks never raise.
 - **Command watchdog**: no fresh command for ``watchdog_timeout`` (100 ms) -> hold the measured
   pose. A command whose own stamp is older than that is stale and dropped too.
 - **E-stop latch**: once set, every command holds until :meth:`SafetyLayer.enable`. Nothing
@@ -36,9 +45,10 @@ only clamped to ``[gripper_min, gripper_max]``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -48,10 +58,15 @@ if TYPE_CHECKING:
 
 FloatArray = NDArray[np.float64]
 
+#: Ways an accepted command can be shortened; the keys of :attr:`SafetySummary.clipped`.
+CLIPS = ("translation_step", "rotation_step", "workspace", "return_to_box")
+
 #: Reasons a command is dropped or the arm holds; the keys of :attr:`SafetySummary.counts`.
 REASONS = (
+    "not_a_number",
     "wrong_shape",
     "nonfinite",
+    "out_of_range",
     "bad_quaternion",
     "stale_command",
     "watchdog",
@@ -76,6 +91,7 @@ class SafetyConfig:
     gripper_min: float = 0.0
     gripper_max: float = 1.0
     quaternion_tolerance: float = 0.1  # |‖q‖ - 1| above this is rejected, below is normalised
+    max_command_value: float = 1e9  # |component| (m, rad, m/s, rad/s) above this is rejected
 
     def __post_init__(self) -> None:
         low, high = np.asarray(self.workspace_min, float), np.asarray(self.workspace_max, float)
@@ -92,6 +108,7 @@ class SafetyConfig:
             "watchdog_timeout",
             "sensor_timeout",
             "quaternion_tolerance",
+            "max_command_value",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -116,7 +133,7 @@ class SafetyDecision:
     orientation: FloatArray | None
     held: bool
     reason: str | None = None  # why it holds; None if the command went through (maybe clipped)
-    clipped: tuple[str, ...] = ()  # subset of ("translation_step", "rotation_step", "workspace")
+    clipped: tuple[str, ...] = ()  # of CLIPS
     truncated: bool = False  # the episode must end here (latched or stale sensor)
 
 
@@ -202,6 +219,7 @@ class SafetyLayer:
         self._low = np.asarray(self.config.workspace_min, float)
         self._high = np.asarray(self.config.workspace_max, float)
         self._sensors: dict[str, float | None] = {self.TCP_POSE: None}
+        self._timeouts: dict[str, float] = {self.TCP_POSE: self.config.sensor_timeout}
         self._measured_position: FloatArray | None = None
         self._measured_orientation: FloatArray | None = None
         self._target_position: FloatArray | None = None
@@ -211,18 +229,25 @@ class SafetyLayer:
         self._latch: str | None = None  # "estop" or "recovery_limit"
         self._recoveries = 0
         self._counts: Counter[str] = Counter({reason: 0 for reason in REASONS})
-        self._clipped: Counter[str] = Counter(
-            {"translation_step": 0, "rotation_step": 0, "workspace": 0}
-        )
+        self._clipped: Counter[str] = Counter({name: 0 for name in CLIPS})
         self._accepted = 0
         self._last_reason: str | None = None
         self._holding = False
 
     # -- measurements ---------------------------------------------------------------------------
 
-    def register_sensor(self, name: str) -> None:
-        """Watch stream ``name`` for staleness; it counts as stale until its first update."""
+    def register_sensor(self, name: str, timeout: float | None = None) -> None:
+        """Watch stream ``name`` for staleness (older than ``timeout``, default
+        ``sensor_timeout``); it counts as stale until its first update."""
+        timeout = self.config.sensor_timeout if timeout is None else float(timeout)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"a sensor timeout must be a positive finite number, got {timeout}")
         self._sensors.setdefault(name, None)
+        self._timeouts[name] = timeout
+
+    def sensor_timeout(self, name: str) -> float:
+        """The staleness threshold of stream ``name`` (s)."""
+        return self._timeouts[name]
 
     def update_sensor(self, name: str, now: float) -> None:
         """Stream ``name`` delivered a message at ``now``."""
@@ -250,10 +275,11 @@ class SafetyLayer:
             self._target_orientation = self._measured_orientation.copy()
 
     def stale_sensors(self, now: float) -> list[str]:
-        """Registered streams with no update within ``sensor_timeout`` of ``now``."""
-        timeout = self.config.sensor_timeout
+        """Registered streams with no update within their timeout of ``now``."""
         return [
-            name for name, stamp in self._sensors.items() if stamp is None or now - stamp > timeout
+            name
+            for name, stamp in self._sensors.items()
+            if stamp is None or now - stamp > self._timeouts[name]
         ]
 
     # -- latches --------------------------------------------------------------------------------
@@ -310,11 +336,9 @@ class SafetyLayer:
         """A relative command: ``[dx, dy, dz, rx, ry, rz]`` (m, rotation vector in rad, base frame)
         applied to the last target. ``stamp`` is when the command was made, if known."""
         self._advance(now)
-        values = _as_float_vector(delta)
-        if values is None or values.shape != (6,):
-            return self._drop("wrong_shape")
-        if not np.all(np.isfinite(values)):
-            return self._drop("nonfinite")
+        values, reason = self.check(delta, (6,))
+        if values is None:
+            return self.reject(reason or "wrong_shape")
         blocked = self._blocked(now, stamp)
         if blocked is not None:
             return blocked
@@ -330,20 +354,16 @@ class SafetyLayer:
     ) -> SafetyDecision:
         """An absolute target pose: position (3) and quaternion x, y, z, w (4), base frame."""
         self._advance(now)
-        position_array = _as_float_vector(position)
-        orientation_array = _as_float_vector(orientation)
-        if (
-            position_array is None
-            or orientation_array is None
-            or position_array.shape != (3,)
-            or orientation_array.shape != (4,)
-        ):
-            return self._drop("wrong_shape")
-        if not (np.all(np.isfinite(position_array)) and np.all(np.isfinite(orientation_array))):
-            return self._drop("nonfinite")
-        norm = float(np.linalg.norm(orientation_array))
+        position_array, reason = self.check(position, (3,))
+        if position_array is None:
+            return self.reject(reason or "wrong_shape")
+        orientation_array, reason = self.check(orientation, (4,))
+        if orientation_array is None:
+            return self.reject(reason or "wrong_shape")
+        # |q_i| <= 2 first, so that the norm below cannot overflow
+        norm = float(np.linalg.norm(orientation_array)) if _max_abs(orientation_array) <= 2 else 0
         if abs(norm - 1.0) > self.config.quaternion_tolerance:
-            return self._drop("bad_quaternion")
+            return self.reject("bad_quaternion")
         blocked = self._blocked(now, stamp)
         if blocked is not None:
             return blocked
@@ -362,14 +382,44 @@ class SafetyLayer:
         self._holding = False
         return SafetyDecision(self._target_position, self._target_orientation, held=False)
 
-    def filter_gripper(self, value: float) -> float | None:
-        """The gripper command clamped into range, or ``None`` (drop it) if non-finite."""
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            self._count("nonfinite")
+    def filter_gripper(self, value: object) -> float | None:
+        """The gripper command clamped into range, or ``None`` (drop it; counted) if it is not
+        one real finite number; ``None`` too while latched."""
+        checked, reason = self.check(value, ())
+        if checked is None:
+            self._count(reason or "wrong_shape")
             return None
         if self._latch is not None:
             return None
-        return min(max(float(value), self.config.gripper_min), self.config.gripper_max)
+        return min(max(float(checked), self.config.gripper_min), self.config.gripper_max)
+
+    def check(
+        self, values: object, shape: tuple[int, ...]
+    ) -> tuple[FloatArray | None, str | None]:
+        """``values`` as a float64 array of ``shape``, or ``None`` and the reason it is malformed
+        (see the module docstring); counts nothing and never raises."""
+        array, reason = _as_real_array(values)
+        if array is None:
+            return None, reason
+        if array.shape != shape:
+            return None, "wrong_shape"
+        if not np.all(np.isfinite(array)):
+            return None, "nonfinite"
+        with np.errstate(over="ignore"):
+            converted = array.astype(np.float64)
+        if not (np.all(np.isfinite(converted)) and _max_abs(converted) <= self.max_value):
+            return None, "out_of_range"
+        return converted, None
+
+    @property
+    def max_value(self) -> float:
+        """The largest magnitude a command component may have (``max_command_value``)."""
+        return self.config.max_command_value
+
+    def reject(self, reason: str) -> SafetyDecision:
+        """Drop a malformed command for ``reason`` (one of :data:`REASONS`): counted, the arm
+        holds; truncated only while latched."""
+        return self._hold(reason, truncated=self._latch is not None)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -395,10 +445,6 @@ class SafetyLayer:
             self._target_position, self._target_orientation = position.copy(), orientation.copy()
         return SafetyDecision(position, orientation, held=True, reason=reason, truncated=truncated)
 
-    def _drop(self, reason: str) -> SafetyDecision:
-        """A malformed command: counted, not fresh; the arm holds."""
-        return self._hold(reason, truncated=self._latch is not None)
-
     def _blocked(
         self, now: float, stamp: float | None, fresh: bool = True
     ) -> SafetyDecision | None:
@@ -408,7 +454,7 @@ class SafetyLayer:
             return self._hold("no_pose")
         if self.stale_sensors(now):
             return self._hold("stale_sensor", truncated=True)
-        if fresh and stamp is not None and now - stamp > self.config.watchdog_timeout:
+        if fresh and stamp is not None and not now - stamp <= self.config.watchdog_timeout:
             return self._hold("stale_command")
         if not fresh and self._last_command_time is None:
             return self._hold("watchdog")
@@ -419,15 +465,25 @@ class SafetyLayer:
     ) -> SafetyDecision:
         assert self._target_position is not None and self._target_orientation is not None
         clipped: list[str] = []
-        step = desired_position - self._target_position
-        length = float(np.linalg.norm(step))
-        if length > self.config.max_translation_step:
-            step *= self.config.max_translation_step / length
-            clipped.append("translation_step")
-        position = self._target_position + step
-        boxed = np.clip(position, self._low, self._high)
-        if not np.array_equal(boxed, position):
-            clipped.append("workspace")
+        limit = self.config.max_translation_step
+        previous = self._target_position
+        nearest = np.clip(previous, self._low, self._high)
+        if not np.array_equal(nearest, previous):
+            # outside the box: straight back towards it at the limit, whatever was commanded
+            way_back = nearest - previous
+            distance = float(np.linalg.norm(way_back))
+            boxed = nearest if distance <= limit else previous + way_back * (limit / distance)
+            clipped.append("return_to_box")
+        else:
+            step = desired_position - previous
+            length = float(np.linalg.norm(step))
+            if length > limit:
+                step *= limit / length
+                clipped.append("translation_step")
+            position = previous + step
+            boxed = np.clip(position, self._low, self._high)
+            if not np.array_equal(boxed, position):
+                clipped.append("workspace")
         rotation = rotvec_from_quaternion(
             quaternion_multiply(desired_orientation, quaternion_conjugate(self._target_orientation))
         )
@@ -463,13 +519,32 @@ class SafetyLayer:
         )
 
 
-def _as_float_vector(values: ArrayLike) -> FloatArray | None:
-    """``values`` as a 1-D float array, or ``None`` if they are not numbers at all."""
+def _as_real_array(values: object) -> tuple[NDArray[Any] | None, str | None]:
+    """``values`` as an array of a real (int or float) dtype, or ``None`` and the reason."""
     try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return array if array.ndim == 1 else None
+        array = np.asarray(values)
+    except (TypeError, ValueError, OverflowError):  # ragged nesting, odd objects
+        return None, "wrong_shape"
+    kind = array.dtype.kind
+    if kind in "iuf":
+        return array, None
+    if kind != "O":  # bools, complex, strings, bytes, dates
+        return None, "not_a_number"
+    # Python ints beyond int64 (and other objects) give an object array
+    items = array.ravel().tolist()
+    if not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in items):
+        return None, "not_a_number"
+    converted = []
+    for item in items:
+        try:
+            converted.append(float(item))
+        except (OverflowError, ValueError, TypeError):
+            return None, "out_of_range"
+    return np.array(converted, dtype=np.float64).reshape(array.shape), None
+
+
+def _max_abs(array: FloatArray) -> float:
+    return float(np.max(np.abs(array))) if array.size else 0.0
 
 
 def to_diagnostic_status(

@@ -177,16 +177,16 @@ def _adversarial_commands(rng, count: int):
             commands.append(("delta", delta, "nonfinite"))
         elif kind == 2:  # wrong length or shape, or not numbers
             bad = [
-                [],
-                [0.0] * 5,
-                [0.0] * 7,
-                np.zeros((2, 3)),
-                "forward",
-                None,
-                [[0.0] * 6],
-                ["a"] * 6,
+                ([], "wrong_shape"),
+                ([0.0] * 5, "wrong_shape"),
+                ([0.0] * 7, "wrong_shape"),
+                (np.zeros((2, 3)), "wrong_shape"),
+                ("forward", "not_a_number"),
+                (None, "not_a_number"),
+                ([[0.0] * 6], "wrong_shape"),
+                (["a"] * 6, "not_a_number"),
             ]
-            commands.append(("delta", bad[rng.integers(len(bad))], "wrong_shape"))
+            commands.append(("delta", *bad[rng.integers(len(bad))]))
         elif kind == 3:  # target far outside the box
             commands.append(("target", (rng.uniform(-100, 100, 3), HOME_ORIENTATION), None))
         elif kind == 4:  # rotation beyond the limit, up to (almost) a half turn
@@ -212,7 +212,7 @@ def _adversarial_commands(rng, count: int):
 def test_one_thousand_adversarial_commands():
     rng = np.random.default_rng(2)
     arm = FakeArm()
-    expected_drops = {"nonfinite": 0, "wrong_shape": 0, "bad_quaternion": 0}
+    expected_drops = {"nonfinite": 0, "wrong_shape": 0, "not_a_number": 0, "bad_quaternion": 0}
     accepted = 0
     for kind, args, reason in _adversarial_commands(rng, 1000):
         before = (arm.position.copy(), arm.orientation.copy())
@@ -410,3 +410,137 @@ def test_bad_inputs_are_clear_errors():
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
         SafetyConfig(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed commands of every kind: rejected with a reason, never an exception
+
+
+MALFORMED_DELTAS = [
+    ([0, 0, 0, 1e300, 0, 0], "out_of_range"),  # the norm of this overflows
+    ([0, 0, 0, 1e200, 1e200, 1e200], "out_of_range"),
+    ([1e300, 1e300, 0, 0, 0, 0], "out_of_range"),
+    ([10**400, 0, 0, 0, 0, 0], "out_of_range"),  # no float can hold it
+    (np.array([0, 0, 0, 0, 0, "1e4000"], dtype=np.longdouble), "out_of_range"),
+    (np.zeros(6, dtype=complex), "not_a_number"),  # its imaginary part would be dropped
+    (np.array([0.001, 0, 0, 0, 0, 1j]), "not_a_number"),
+    ([0.001, 0, 0, 0, 0, "0"], "not_a_number"),
+    ("forward", "not_a_number"),
+    (None, "not_a_number"),
+    ([None] * 6, "not_a_number"),
+    ([True] * 6, "not_a_number"),
+    ([[0.0] * 3, [0.0] * 2], "wrong_shape"),  # ragged
+    (np.zeros((2, 3)), "wrong_shape"),
+    (np.float32(0.1), "wrong_shape"),
+    ([0.0, 0.0, 0.0, math.nan, 0.0, 0.0], "nonfinite"),
+    (np.array([0, 0, 0, 0, 0, np.inf], dtype=np.float16), "nonfinite"),
+]
+
+
+@pytest.mark.parametrize(("delta", "reason"), MALFORMED_DELTAS)
+def test_malformed_deltas_are_rejected_with_their_reason(delta, reason):
+    arm = FakeArm()
+    decision = arm.layer.command_delta(delta, arm.now)
+    assert decision.held and decision.reason == reason
+    assert np.array_equal(decision.position, HOME_POSITION)
+    assert arm.layer.summary().counts[reason] == 1
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.float16, np.float32, np.float64, np.longdouble, np.int8, np.int64, np.uint16]
+)
+def test_deltas_of_any_real_dtype_are_accepted(dtype):
+    arm = FakeArm()
+    delta = np.array([2, 0, 0, 0, 0, 0], dtype=dtype) / (1000 if dtype(0.5) else 1)
+    decision = arm.layer.command_delta(delta.astype(dtype), arm.now)
+    assert not decision.held
+
+
+@pytest.mark.parametrize(
+    ("position", "orientation", "reason"),
+    [
+        ([1e300, 0.4, 0.2], HOME_ORIENTATION, "out_of_range"),
+        ([10**400, 0.4, 0.2], HOME_ORIENTATION, "out_of_range"),
+        (HOME_POSITION, [1e300, 0, 0, 1e300], "out_of_range"),
+        (HOME_POSITION, [3.0, 0, 0, 0], "bad_quaternion"),
+        (HOME_POSITION, [10**400, 0, 0, 0], "out_of_range"),
+        (HOME_POSITION, np.array([1, 0, 0, 0], dtype=complex), "not_a_number"),
+        ("home", HOME_ORIENTATION, "not_a_number"),
+    ],
+)
+def test_malformed_targets_are_rejected_with_their_reason(position, orientation, reason):
+    arm = FakeArm()
+    decision = arm.layer.command_target(position, orientation, arm.now)
+    assert decision.held and decision.reason == reason
+    assert arm.layer.summary().counts[reason] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (np.float32(0.25), 0.25),
+        (np.float16(0.5), 0.5),
+        (np.float64(2.0), 1.0),
+        (np.longdouble(0.75), 0.75),
+        (np.int64(0), 0.0),
+        (1, 1.0),
+        (np.array(0.5, dtype=np.float32), 0.5),
+    ],
+)
+def test_gripper_accepts_any_real_number(value, expected):
+    layer = FakeArm().layer
+    assert layer.filter_gripper(value) == pytest.approx(expected)
+    assert sum(layer.summary().counts.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (10**400, "out_of_range"),
+        (np.float32(math.nan), "nonfinite"),
+        (-math.inf, "nonfinite"),
+        (0.5 + 0j, "not_a_number"),
+        ("open", "not_a_number"),
+        (None, "not_a_number"),
+        (True, "not_a_number"),
+        ([0.5], "wrong_shape"),
+    ],
+)
+def test_malformed_gripper_commands_are_dropped_with_their_reason(value, reason):
+    layer = FakeArm().layer
+    assert layer.filter_gripper(value) is None
+    assert layer.summary().counts[reason] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# an arm outside the box
+
+
+def _box_distance(position, config: SafetyConfig = CONFIG) -> float:
+    low, high = np.asarray(config.workspace_min), np.asarray(config.workspace_max)
+    return float(np.linalg.norm(np.maximum(low - position, 0) + np.maximum(position - high, 0)))
+
+
+@pytest.mark.parametrize("command", ["zero", "away", "into", "target"])
+def test_an_arm_outside_the_box_is_brought_back_at_the_step_limit(command):
+    """10 cm above the box: every step is the translation limit, straight towards the box,
+    whatever the command says, until the target is in the box."""
+    arm = FakeArm()
+    arm.position = np.array([0.45, 0.0, CONFIG.workspace_max[2] + 0.1])
+    arm.layer.update_pose(arm.position, arm.orientation, arm.now)
+    arm.layer.reset()
+    limit = CONFIG.max_translation_step
+    distances = [_box_distance(arm.position)]
+    for _ in range(15):
+        if command == "target":
+            decision = arm.layer.command_target([0.3, -0.2, 0.05], HOME_ORIENTATION, arm.now)
+        else:
+            delta = {"zero": [0.0] * 3, "away": [0.0, 0.0, 1.0], "into": [0.1, 0.1, -1.0]}
+            decision = arm.layer.command_delta([*delta[command], 0.0, 0.0, 0.0], arm.now)
+        assert not decision.held
+        arm.step(decision)
+        distances.append(_box_distance(arm.position))
+    assert arm.max_translation <= limit + 1e-12
+    assert distances[10] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(np.diff(distances[:11]), -limit, atol=1e-12)
+    assert max(distances[10:]) <= 1e-12  # inside from then on
