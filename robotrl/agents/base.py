@@ -1,4 +1,4 @@
-"""The contract every agent follows (DESIGN.md §4)."""
+"""The contract every agent follows (docs/design.md, section 2.1 "Agent contract")."""
 
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ Design
     distribution (and mocap bodies' positions), reward, termination/success and proprio, all as
     batched torch functions, and optionally its own controller (``cell.py``: the robot cell's
     end-effector delta actions through a batched IK, ``cell_control.py``). The env follows
-    Gymnasium's ``VectorEnv`` API with SAME_STEP autoreset and the observation contract of
-    DESIGN.md §4, but its arrays are torch tensors on the sim's device.
+    Gymnasium's ``VectorEnv`` API with SAME_STEP autoreset and the batched-env contract of
+    docs/design.md (section 2.2 "Environment contract"), but its arrays are torch tensors on
+    the sim's device.
 
 Device handling
     ``device`` ("cpu", "cuda", "cuda:1") picks the Warp device; everything lives there. Actions go
