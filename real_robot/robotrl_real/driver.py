@@ -17,22 +17,40 @@ for the set-points ``v_i`` in force during the tick, and that one step goes thro
 asked to move per control period even when commands arrive in bursts, and a burst of messages
 moves the arm no further than its duration at the commanded speed.
 
-**Every command goes through the safety layer.** A twist with a NaN/Inf is handed to the layer
-on its own (it rejects and counts it and the arm holds); a well-formed twist is part of its
-tick's integrated step (clipped to the per-step limit and the workspace box there); an expired
-set-point is handed over with its arrival time, so the layer holds (``stale_command``) and then
-its own watchdog keeps holding. A joint trajectory (reset pose) becomes a TCP goal by the
-backend's forward kinematics and is approached by :meth:`SafetyLayer.command_target` steps of at
-most ``reset_speed · dt`` (and ``reset_rotation_speed · dt``) until both the position and the
-orientation are within ``reset_tolerance``; a trajectory point whose positions do not match the
-joints is handed to the layer as a wrong-shaped command. Gripper commands (``Float64``, opening
-0 = closed .. 1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable`` set and
-clear the layer's latch; nothing else does.
+**Every command goes through the safety layer.** A twist is checked on arrival by
+:meth:`SafetyLayer.check` (NaN/Inf, or a component above ``max_command_value`` m/s or rad/s,
+such as a 1e300 rad/s burst): a malformed one is rejected and counted there and the arm holds,
+in a tick that goes on as usual (state published, backend stepped). A well-formed twist is part
+of its tick's integrated step (clipped to the per-step limit and the workspace box there); an
+expired set-point is handed over with its arrival time, so the layer holds (``stale_command``)
+and then its own watchdog keeps holding. A joint trajectory (reset pose) becomes a TCP goal by
+the backend's forward kinematics and is approached by :meth:`SafetyLayer.command_target` steps
+of at most ``reset_speed · dt`` (and ``reset_rotation_speed · dt``) until both the position and
+the orientation are within ``reset_tolerance``; a trajectory point that is not one finite
+position per joint is rejected like any malformed command. Gripper commands (``Float64``,
+opening 0 = closed .. 1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable``
+set and clear the layer's latch; nothing else does.
 
-**Teleop.** While ``/<ns>/teleop/intervention`` is true, ``/<ns>/teleop/twist`` set-points are
-used and policy set-points ignored (counted); the switch takes effect on the next tick. Teleop
-twists while the flag is false are ignored (counted): a device streams them all the time. Only a
-change of the flag drops pending set-points, since devices repeat it every tick.
+**Teleop, with a lease.** ``/<ns>/teleop/intervention`` true gives the teleop control
+(mode ``teleop``): ``/<ns>/teleop/twist`` set-points are used and policy set-points ignored
+(counted); the switch takes effect on the next tick. Teleop twists without control are ignored
+(counted): a device streams them all the time. Only a change of hands drops pending set-points,
+since devices repeat the flag every tick. Each teleop message (flag or twist) renews a lease of
+``teleop_lease`` (200 ms); a tick that finds it expired holds the arm (mode ``teleop_lost``,
+``/diagnostics`` WARN) and keeps holding: policy twists, reset trajectories and gripper commands
+are ignored (counted). **Hand-back rule** (HIL-SERL's: the person releases the intervention):
+control returns to the policy only on an explicit ``intervention=False``, from the device or an
+operator; a device that comes back and sends ``intervention=True`` takes control again. Nothing
+else hands back: not the policy's twists, not a reset, not time.
+
+**Cameras are watched sensors.** The driver subscribes to each camera's
+``image_raw/compressed`` topic and registers it with the safety layer as ``camera/<name>``,
+stale after ``camera_timeout`` (default ``max(sensor_timeout, 3 / camera_hz)``, 200 ms at
+15 Hz). A stale stream holds the arm (mode ``stale_sensor``, truncated decisions, gripper
+commands ignored) until it is fresh again; ``/diagnostics`` names it. :meth:`DriverNode.start`
+returns once no stream is stale (or after ``startup_timeout``).
+**Diagnostics** go out every ``diagnostics_period`` and at once whenever the mode or the set of
+stale streams changes.
 
 **Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
 :class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
@@ -80,7 +98,18 @@ logger = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 
 #: Values of ``/<ns>/control_mode``.
-MODES = ("hold", "policy", "teleop", "reset", "estop", "recovery_limit")
+MODES = (
+    "hold",
+    "policy",
+    "teleop",
+    "teleop_lost",
+    "reset",
+    "stale_sensor",
+    "estop",
+    "recovery_limit",
+)
+#: Modes in which the driver holds the arm whatever the policy sends.
+HOLDING_MODES = ("teleop_lost", "stale_sensor", "estop", "recovery_limit")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,17 +210,39 @@ class DriverConfig:
     reset_rotation_speed: float = 1.0  # rad/s
     reset_tolerance: float = 1e-3  # m (and rad) at which a reset goal counts as reached
     max_command_age: float | None = None  # s; reject twists whose header stamp is older
+    teleop_lease: float = 0.2  # s without a teleop message before the driver holds
+    camera_timeout: float | None = None  # s; None: max(sensor_timeout, 3 / camera_hz)
+    startup_timeout: float = 10.0  # s start() waits for the first frame of every camera
     record_length: int = 200_000
 
     def __post_init__(self) -> None:
         if not 8 <= self.camera_size <= 512:
             raise ValueError(f"camera_size must be in [8, 512] px, got {self.camera_size}")
-        for name in ("camera_hz", "diagnostics_period", "reset_speed", "reset_rotation_speed"):
+        for name in (
+            "camera_hz",
+            "diagnostics_period",
+            "reset_speed",
+            "reset_rotation_speed",
+            "startup_timeout",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value}")
+        if not (math.isfinite(self.teleop_lease) and 0 < self.teleop_lease <= 0.2):
+            raise ValueError(f"teleop_lease must be in (0, 0.2] s, got {self.teleop_lease}")
+        if self.camera_timeout is not None and not (
+            math.isfinite(self.camera_timeout) and self.camera_timeout > 0
+        ):
+            raise ValueError(f"camera_timeout must be positive, got {self.camera_timeout}")
         if self.image_format not in ("jpeg", "png"):
             raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}")
+
+    @property
+    def camera_stale_after(self) -> float:
+        """The staleness threshold of each camera stream (s)."""
+        if self.camera_timeout is not None:
+            return self.camera_timeout
+        return max(self.safety.sensor_timeout, 3.0 / self.camera_hz)
 
 
 @dataclass(frozen=True)
@@ -253,7 +304,11 @@ class DriverNode:
         self._threads: list[threading.Thread] = []
         self._policy: deque[_SetPoint] = deque()
         self._teleop: deque[_SetPoint] = deque()
-        self._intervention = False
+        self._control = "policy"  # who may move the arm: "policy", "teleop" or "teleop_lost"
+        self._lease_renewed = -math.inf  # monotonic arrival of the last teleop message
+        self._stale: list[str] = []  # stale sensor streams at the last tick
+        self._status_key: tuple[str, tuple[str, ...]] | None = None
+        self._camera_arrivals: dict[str, float] = {}
         self._goal: tuple[FloatArray, FloatArray] | None = None
         self._goal_reached = False  # the last reset step went out this tick
         self._last_tick: float | None = None
@@ -268,6 +323,13 @@ class DriverNode:
             camera: CameraStream(self.node, camera, backend, self.config)
             for camera in backend.cameras
         }
+        for camera in self.cameras:
+            name = f"camera/{camera}"
+            self.safety.register_sensor(name, self.config.camera_stale_after)
+            self.node.subscription(
+                f"/cameras/{camera}/image_raw/compressed", callback=self._frame_arrived(name)
+            )
+        self._stale = self.safety.stale_sensors(0.0)  # every stream, until the first tick
         for topic, kind in (
             ("/servo_node/delta_twist_cmds", "twist"),
             ("/joint_trajectory_controller/joint_trajectory", "trajectory"),
@@ -288,6 +350,16 @@ class DriverNode:
 
         return on_message
 
+    def _frame_arrived(self, name: str) -> Any:
+        def on_frame(message: Any) -> None:
+            self._camera_arrivals[name] = time.monotonic()
+
+        return on_frame
+
+    @property
+    def _intervention(self) -> bool:
+        return self._control == "teleop"
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> DriverNode:
@@ -301,6 +373,11 @@ class DriverNode:
             )
         for thread in self._threads:
             thread.start()
+        deadline = time.monotonic() + self.config.startup_timeout
+        while self._stale and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if self._stale:
+            logger.warning("no data from %s yet; the arm holds until there is", self._stale)
         return self
 
     def close(self) -> None:
@@ -351,6 +428,9 @@ class DriverNode:
         backend, safety = self.backend, self.safety
         state = backend.read_state()
         safety.update_pose(state.tcp_position, state.tcp_orientation, now)
+        for name, arrival in list(self._camera_arrivals.items()):
+            safety.update_sensor(name, arrival)
+        self._stale = safety.stale_sensors(now)
         if backend.has_error() and safety.request_recovery():
             self.counts["recoveries"] += 1
             backend.recover()
@@ -366,7 +446,16 @@ class DriverNode:
             if rejected is not None:  # the layer's hold reaches the arm (and the record) now
                 self._send(rejected, now)
                 sent = True
-        decision = self._motion(previous, now, state)
+        if self._control == "teleop" and now - self._lease_renewed > self.config.teleop_lease:
+            self._control = "teleop_lost"
+            self.counts["teleop_lease_expired"] += 1
+            self._clear_motion()
+            logger.warning("teleop lease expired: holding until intervention=False")
+        decision: SafetyDecision | None
+        if self._control == "teleop_lost":
+            decision = safety.hold("teleop_lost", now)
+        else:
+            decision = self._motion(previous, now, state)
         if decision is None and not sent:
             decision = safety.tick(now)
         if decision is not None:
@@ -374,6 +463,11 @@ class DriverNode:
         if self._goal_reached:
             self._goal, self._goal_reached = None, False
         self._publish_state(state)
+        status_key = (self._current_mode(), tuple(self._stale))
+        if status_key != self._status_key:  # a change is on /diagnostics before the mode
+            self._status_key = status_key
+            self.mode = status_key[0]
+            self.publish_diagnostics(now)
         self._publish_mode()
         backend.advance(now - previous)
 
@@ -382,15 +476,17 @@ class DriverNode:
         safety = self.safety
         self.counts[f"received.{kind}"] += 1
         if kind in ("twist", "teleop_twist"):
-            values = _twist_vector(message.twist)
-            if not np.all(np.isfinite(values)):
-                return safety.command_delta(values, now)  # rejected and counted there
+            values, reason = safety.check(_twist_vector(message.twist), (6,))
+            if values is None:  # NaN/Inf or an absurd magnitude: rejected and counted
+                return safety.reject(reason or "wrong_shape")
+            if kind == "teleop_twist" and self._control == "teleop":
+                self._lease_renewed = arrival
             if self.config.max_command_age is not None:
                 age = time.time() - msgs.time_to_seconds(message.header.stamp)
                 if message.header.stamp.sec and age > self.config.max_command_age:
                     return safety.command_delta(np.zeros(6), now, stamp=now - age)
-            if kind == "twist" and self._intervention:
-                self.counts["ignored.policy_during_teleop"] += 1
+            if kind == "twist" and self._control != "policy":
+                self.counts[f"ignored.policy_during_{self._control}"] += 1
                 return None
             if kind == "teleop_twist" and not self._intervention:
                 # a teleop device streams twists all the time; they act only while it has control
@@ -401,11 +497,17 @@ class DriverNode:
             target.append(_SetPoint(values, arrival))
             return None
         if kind == "trajectory":
+            if self._control == "teleop_lost":
+                self.counts["ignored.trajectory_during_teleop_lost"] += 1
+                return None
             decision = self._start_reset(message, now)
             if self._goal is not None:
                 self._publish_mode()  # "reset" is seen even if the arm is already at the goal
             return decision
         if kind == "gripper":
+            if self._control == "teleop_lost" or self._stale:
+                self.counts["ignored.gripper_while_holding"] += 1
+                return None
             opening = safety.filter_gripper(message.data)
             if opening is not None:
                 self.backend.command_gripper(opening)
@@ -424,8 +526,13 @@ class DriverNode:
         if kind == "intervention":
             # Devices repeat the flag every tick; only a change of hands drops the set-points
             # (a repeated flag must not wipe a teleop twist that arrived just before it).
-            if bool(message.data) != self._intervention:
-                self._intervention = bool(message.data)
+            control = "teleop" if message.data else "policy"
+            if control == "teleop":
+                self._lease_renewed = arrival
+            if control != self._control:
+                if self._control == "teleop_lost":
+                    self.counts[f"teleop_lost_ended_by.{control}"] += 1
+                self._control = control
                 self._policy.clear()
                 self._teleop.clear()
             return None
@@ -440,17 +547,16 @@ class DriverNode:
         names = list(message.joint_names)
         if not message.points:
             self.counts["rejected.trajectory_empty"] += 1
-            return self.safety.command_delta(np.zeros(0), now)
-        positions = np.asarray(message.points[-1].positions, dtype=float)
+            return self.safety.reject("wrong_shape")
         joints = self.backend.joint_names
-        if names and sorted(names) == sorted(joints) and positions.shape == (len(names),):
+        positions, reason = self.safety.check(list(message.points[-1].positions), (len(joints),))
+        if positions is None or (names and sorted(names) != sorted(joints)):
+            # not one finite position per joint: a malformed command
+            reason = reason or "wrong_shape"
+            self.counts[f"rejected.trajectory_{reason}"] += 1
+            return self.safety.reject(reason)
+        if names:
             positions = positions[[names.index(name) for name in joints]]
-        if positions.shape != (len(joints),) or (names and sorted(names) != sorted(joints)):
-            # a point that does not give one position per joint: a wrong-shaped command
-            self.counts["rejected.trajectory_shape"] += 1
-            return self.safety.command_delta(np.zeros(0), now)
-        if not np.all(np.isfinite(positions)):
-            return self.safety.command_target(np.full(3, np.nan), [0, 0, 0, 1.0], now)
         try:
             goal = self.backend.forward_kinematics(positions)
         except NotImplementedError:
@@ -521,7 +627,7 @@ class DriverNode:
     def _send(self, decision: SafetyDecision, now: float) -> None:
         self.mode = self._current_mode()
         held, reason = decision.held, decision.reason
-        if not held and self.mode == "hold":
+        if not held and self.mode in ("hold", "teleop_lost"):
             # no command in force (a set-point expired, a reset finished): brake where the arm
             # is rather than servo back to the last target
             held, reason = True, "no_command"
@@ -548,9 +654,13 @@ class DriverNode:
         latch = self.safety.latched
         if latch is not None:
             return latch
+        if self._stale:
+            return "stale_sensor"
+        if self._control == "teleop_lost":
+            return "teleop_lost"
         if self._goal is not None:
             return "reset"
-        if self._intervention:
+        if self._control == "teleop":
             return "teleop"
         if self._policy:
             return "policy"
@@ -589,11 +699,20 @@ class DriverNode:
         array = to_diagnostic_array(self.safety.summary(now), hardware_id=self.backend.name)
         with self._lock:
             counts = dict(self.counts)
+        mode, level, message = self.mode, msgs.DiagnosticStatus.OK, self.mode
+        if mode in ("estop", "recovery_limit"):
+            level = msgs.DiagnosticStatus.ERROR
+        elif mode == "teleop_lost":
+            level = msgs.DiagnosticStatus.WARN
+            message = f"teleop_lost: no teleop message for over {self.config.teleop_lease:g} s"
+        elif mode == "stale_sensor":
+            level = msgs.DiagnosticStatus.WARN
+            message = f"stale_sensor: {', '.join(self._stale)}"
         array.status.append(
             msgs.DiagnosticStatus(
-                level=msgs.DiagnosticStatus.OK,
+                level=level,
                 name="robotrl: driver",
-                message=self.mode,
+                message=message,
                 hardware_id=self.backend.name,
                 values=[msgs.KeyValue(key, str(value)) for key, value in sorted(counts.items())],
             )

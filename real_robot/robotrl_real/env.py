@@ -17,20 +17,29 @@ order) and ``proprio`` ``float32 [x, y, z, gripper_width]``.
 and sleeps to the next period boundary, recording the error of every step's period;
 :meth:`RobotEnv.period_error_p99_ms` reports the 99th percentile (also ``info["period_p99_ms"]``).
 
-**Stale sensors.** A step's observation needs every camera and the TCP pose younger than
+**Stale sensors.** The driver watches every camera and holds the arm when one is stale (its
+mode ``stale_sensor``); a step during which the driver's mode was ``stale_sensor`` returns
+``truncated=True`` at its end, so within one env period of the driver's hold, with
+``info["stale"]`` naming the streams (from the driver's ``/diagnostics``). The env also checks
+for itself: a step's observation needs every camera and the TCP pose younger than
 ``stale_after``; if one is older, the step waits up to ``stale_wait`` for it, and if it still has
-not come, the env sends a zero twist (the driver's watchdog holds the arm) and returns
-``truncated=True`` with ``info["stale"]`` naming the streams.
+not come (a dead driver), the env sends a zero twist and truncates the same way.
 
-**Interventions.** The env listens to ``/<ns>/teleop/intervention`` and ``/<ns>/teleop/twist``.
-If the teleop held control at any time during a step, ``info["intervention"]`` is True and
-``info["executed_action"]`` is the teleop twist in action units (``twist · period / max_step``,
-clipped to [-1, 1], gripper as commanded), so the stored transition holds what was executed.
+**Who moved the arm.** ``info["source"]`` says which of ``"policy"``, ``"teleop"`` or ``"hold"``
+produced the step: the driver's ``control_mode`` in force for most of the step's period
+(``policy`` → policy, ``teleop`` → teleop, every other mode → hold; a tie → hold), with
+``info["step_window"]`` the period's (start, end) on the monotonic clock.
+``info["executed_action"]`` is what the driver acted on: the policy's action, the teleop twist
+in action units (``twist · period / max_step``, clipped to [-1, 1]) with the policy's gripper
+value, or for a hold a zero motion with the gripper value of the step before (the driver ignores
+gripper commands while it holds). ``info["intervention"]`` is ``source == "teleop"``.
+Safety clipping (box, step limits) is not reflected in ``executed_action``.
 
 **Reset** publishes a one-point ``JointTrajectory`` to ``home_joints`` plus uniform noise of
 ``±reset_joint_noise`` rad (from the reset seed), opens the gripper, and waits until the driver's
-control mode has gone through ``reset`` and left it. An e-stopped driver does not move: reset
-then returns at once with ``info["estop"] = True``.
+control mode has gone through ``reset`` and left it. A driver that is e-stopped, at its
+recovery limit or holding for a lost teleop does not move: reset then returns at once with
+``info["holding"]`` the driver's mode (and ``info["estop"] = True`` for the two latches).
 
 **Reward** comes from a pluggable ``reward_fn(obs) -> (reward, success)``; privileged sim state
 is not on the topics. A reward with per-episode state may define ``reset(obs)``, called with
@@ -44,6 +53,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,8 +186,12 @@ class _Latest:
 class _Streams:
     lock: threading.Lock = field(default_factory=threading.Lock)
     latest: dict[str, _Latest] = field(default_factory=dict)
-    modes: list[tuple[float, str]] = field(default_factory=list)
-    intervention_seen: bool = False
+    modes: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    driver_stale: list[str] = field(default_factory=list)  # from the driver's /diagnostics
+
+
+#: What produced a step, by the driver's control mode.
+SOURCE_OF_MODE = {"policy": "policy", "teleop": "teleop"}  # every other mode: "hold"
 
 
 class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
@@ -208,14 +222,14 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
             "robot_env", namespace=cfg.namespace, domain_id=domain_id, config=dds_config
         )
         self._streams = _Streams()
-        self._intervention = False
+        self._executed_gripper = 1.0  # reset opens the gripper
         for camera in cfg.cameras:
             self._subscribe(f"/cameras/{camera}/image_raw/compressed", f"camera/{camera}")
         self._subscribe("tcp_pose", "tcp_pose")
         self._subscribe("/joint_states", "joint_states")
         self._subscribe("teleop/twist", "teleop_twist")
         self.node.subscription("control_mode", callback=self._on_mode)
-        self.node.subscription("teleop/intervention", callback=self._on_intervention)
+        self.node.subscription("/diagnostics", callback=self._on_diagnostics)
         self._twist = self.node.publisher("/servo_node/delta_twist_cmds")
         self._gripper = self.node.publisher("gripper/command")
         self._trajectory = self.node.publisher("/joint_trajectory_controller/joint_trajectory")
@@ -241,11 +255,13 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         with self._streams.lock:
             self._streams.modes.append((time.monotonic(), message.data))
 
-    def _on_intervention(self, message: msgs.Bool) -> None:
-        with self._streams.lock:
-            self._intervention = bool(message.data)
-            if message.data:
-                self._streams.intervention_seen = True
+    def _on_diagnostics(self, message: msgs.DiagnosticArray) -> None:
+        for status in message.status:
+            if status.name == "robotrl: safety":
+                values = {kv.key: kv.value for kv in status.values}
+                stale = [name for name in values.get("stale_sensors", "").split(",") if name]
+                with self._streams.lock:
+                    self._streams.driver_stale = stale
 
     # -- Gymnasium API ----------------------------------------------------------------------------
 
@@ -262,17 +278,24 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         sent = time.monotonic()
         self._gripper.publish(msgs.Float64(1.0))
         self._trajectory.publish(joint_trajectory(cfg.joint_names, joints))
-        estop = self._wait_for_reset(sent)
+        holding = self._wait_for_reset(sent)
+        estop = holding in ("estop", "recovery_limit")
+        self._executed_gripper = 1.0
         self._steps = 0
         self._next_deadline = None
         self._last_publish = None
-        obs, stale = self._observe(wait=cfg.reset_timeout if not estop else cfg.stale_wait)
-        if stale and not estop:
+        obs, stale = self._observe(wait=cfg.reset_timeout if holding is None else cfg.stale_wait)
+        if stale and holding is None:
             raise RuntimeError(
                 f"reset: no fresh data from {', '.join(stale)} within {cfg.reset_timeout} s; "
                 "is the driver running and are its cameras alive?"
             )
-        info: dict[str, Any] = {"estop": estop, "reset_joints": joints, "stale": stale}
+        info: dict[str, Any] = {
+            "estop": estop,
+            "holding": holding,
+            "reset_joints": joints,
+            "stale": stale,
+        }
         reset_reward = getattr(self.reward_fn, "reset", None)
         if reset_reward is not None:
             reset_reward(obs)
@@ -288,23 +311,38 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         if not np.all(np.isfinite(values)):
             raise ValueError(f"action must be finite, got {values.tolist()}")
         values = np.clip(values, -1.0, 1.0)
-        with self._streams.lock:
-            self._streams.intervention_seen = self._intervention
         self._wait_for_period_start()
+        start = time.monotonic()
         self._twist.publish(twist_from_action(values, cfg))
         self._gripper.publish(msgs.Float64((values[3] + 1.0) / 2.0))
         self._sleep_to_deadline()
-        obs, stale = self._observe(wait=cfg.stale_wait)
+        end = time.monotonic()
+        durations = self._mode_durations(start, end)
+        source = max(
+            ("hold", "teleop", "policy"),
+            key=lambda name: sum(t for m, t in durations.items() if _source(m) == name),
+        )  # a tie goes to the first: hold
+        driver_stale: list[str] = []
+        if durations.get("stale_sensor", 0.0) > 0:
+            with self._streams.lock:
+                driver_stale = list(self._streams.driver_stale) or ["driver"]
+        obs, own_stale = self._observe(wait=0.0 if driver_stale else cfg.stale_wait)
+        stale = sorted(set(own_stale) | set(driver_stale))
         self._steps += 1
         with self._streams.lock:
-            intervened = self._streams.intervention_seen or self._intervention
             teleop = self._streams.latest["teleop_twist"].value
         executed = values.astype(np.float32)
-        if intervened and teleop is not None:
+        if source == "teleop" and teleop is not None:
             executed = np.concatenate([action_from_twist(teleop.twist, cfg), executed[3:]])
+        elif source == "hold":
+            executed = np.array([0.0, 0.0, 0.0, self._executed_gripper], np.float32)
+        self._executed_gripper = float(executed[3])
         info: dict[str, Any] = {
-            "intervention": intervened,
+            "source": source,
+            "intervention": source == "teleop",
             "executed_action": executed,
+            "step_window": (start, end),
+            "modes": durations,
             "stale": stale,
             "period_p99_ms": self.period_error_p99_ms(),
         }
@@ -343,6 +381,23 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         if not self.period_errors:
             return math.nan
         return float(np.percentile(np.abs(self.period_errors), 99) * 1000.0)
+
+    def _mode_durations(self, start: float, end: float) -> dict[str, float]:
+        """Seconds of ``[start, end]`` that each driver control mode was in force (by arrival of
+        the ``control_mode`` messages)."""
+        with self._streams.lock:
+            modes = list(self._streams.modes)
+        durations: dict[str, float] = {}
+        current, since = None, start
+        for stamp, mode in modes:
+            if stamp >= end:
+                break
+            if stamp > start and current is not None:
+                durations[current] = durations.get(current, 0.0) + stamp - since
+            current, since = mode, max(stamp, start)
+        if current is not None:
+            durations[current] = durations.get(current, 0.0) + end - since
+        return durations
 
     # -- observations -----------------------------------------------------------------------------
 
@@ -393,25 +448,30 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
                     "is robotrl-robot running in this domain and namespace?"
                 )
 
-    def _wait_for_reset(self, sent: float) -> bool:
-        """Wait until the driver went into ``reset`` and out again; True if it is e-stopped."""
+    def _wait_for_reset(self, sent: float) -> str | None:
+        """Wait until the driver went into ``reset`` and out again; the driver's mode if it
+        holds whatever is sent (e-stop, recovery limit, lost teleop), else None."""
         deadline = sent + self.config.reset_timeout
         started = False
         while time.monotonic() < deadline:
             with self._streams.lock:
                 modes = [mode for stamp, mode in self._streams.modes if stamp >= sent]
                 last = self._streams.modes[-1][1] if self._streams.modes else None
-            if last in ("estop", "recovery_limit"):
-                return True
+            if last in ("estop", "recovery_limit", "teleop_lost"):
+                return last
             started = started or "reset" in modes
             if started and last != "reset":
-                return False
+                return None
             if not started and time.monotonic() - sent > 1.0 and last not in (None, "reset"):
-                return False  # the goal was already reached before a reset mode was seen
+                return None  # the goal was already reached before a reset mode was seen
             time.sleep(0.01)
         raise TimeoutError(
             f"the driver did not finish the reset within {self.config.reset_timeout} s"
         )
+
+
+def _source(mode: str) -> str:
+    return SOURCE_OF_MODE.get(mode, "hold")
 
 
 def decode_image(message: msgs.CompressedImage, size: int) -> NDArray[np.uint8]:

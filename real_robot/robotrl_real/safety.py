@@ -74,6 +74,7 @@ REASONS = (
     "estop",
     "recovery_limit",
     "no_pose",
+    "teleop_lost",
 )
 
 
@@ -369,6 +370,15 @@ class SafetyLayer:
             return blocked
         return self._accept(position_array, orientation_array / norm, now)
 
+    def hold(self, reason: str, now: float) -> SafetyDecision:
+        """Hold for a reason of the caller's (the driver's ``teleop_lost``), counted under it;
+        a latch, a missing pose or a stale sensor takes precedence. No command stays in
+        force: the watchdog holds on the next tick too."""
+        self._advance(now)
+        blocked = self._blocked(now, None)
+        self._last_command_time = None
+        return blocked if blocked is not None else self._hold(reason)
+
     def tick(self, now: float) -> SafetyDecision:
         """A control cycle without a new command: keep the last target, or hold if the watchdog
         expired, a sensor is stale or a latch is set."""
@@ -393,9 +403,7 @@ class SafetyLayer:
             return None
         return min(max(float(checked), self.config.gripper_min), self.config.gripper_max)
 
-    def check(
-        self, values: object, shape: tuple[int, ...]
-    ) -> tuple[FloatArray | None, str | None]:
+    def check(self, values: object, shape: tuple[int, ...]) -> tuple[FloatArray | None, str | None]:
         """``values`` as a float64 array of ``shape``, or ``None`` and the reason it is malformed
         (see the module docstring); counts nothing and never raises."""
         array, reason = _as_real_array(values)
@@ -569,6 +577,8 @@ def to_diagnostic_status(
     message = (
         summary.state if summary.last_reason is None else f"{summary.state} ({summary.last_reason})"
     )
+    if summary.stale_sensors:
+        message += f"; stale: {', '.join(summary.stale_sensors)}"
     return msgs.DiagnosticStatus(
         level=level, name=name, message=message, hardware_id=hardware_id, values=values
     )
