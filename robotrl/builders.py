@@ -11,10 +11,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from robotrl.agents import agent_class, make_agent
 from robotrl.agents.base import Agent
-from robotrl.config import TaskConfig, TrainConfig
+from robotrl.config import ConfigError, TaskConfig, TrainConfig, check_known_keys
 from robotrl.envs import make_env
 from robotrl.envs.batched import SingleWorldEnv, build_batched_env, is_batched_suite
 from robotrl.rewards.config import wrap_with_reward
@@ -35,11 +36,20 @@ def seed_everything(seed: int) -> None:
 
 
 def to_train_config(cfg: DictConfig) -> TrainConfig:
-    """Turn the composed Hydra config into typed dataclasses (running their validation)."""
-    train_cfg = OmegaConf.to_object(cfg)
-    if not isinstance(train_cfg, TrainConfig):
-        raise TypeError(f"expected a TrainConfig, got {type(train_cfg).__name__}")
-    train_cfg.agent = agent_config(train_cfg.agent)
+    """Turn the composed Hydra config into typed dataclasses (running their validation).
+
+    Raises :class:`~robotrl.config.ConfigError` for an unknown key or a bad value.
+    """
+    check_known_keys(cfg)
+    try:
+        train_cfg = OmegaConf.to_object(cfg)
+        if not isinstance(train_cfg, TrainConfig):
+            raise TypeError(f"expected a TrainConfig, got {type(train_cfg).__name__}")
+        train_cfg.agent = agent_config(train_cfg.agent)
+    except (ValueError, OmegaConfBaseException) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(str(err).splitlines()[0]) from err
     return train_cfg
 
 

@@ -1,16 +1,18 @@
 """Typed configuration schemas, registered in Hydra's ConfigStore.
 
 The packaged YAML files in ``robotrl/conf`` fill these in; a key that is not in a schema (a typo)
-is rejected by OmegaConf's struct mode with an error naming the key.
+is an error naming the key: OmegaConf's struct mode rejects ``key=value``, and
+:func:`check_known_keys` rejects ``+key=value`` (which Hydra adds even to a struct node).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from robotrl.agents.bc_chunk import BCChunkConfig
 from robotrl.agents.diffusion_policy import DiffusionPolicyConfig
@@ -23,6 +25,42 @@ from robotrl.agents.residual import ResidualConfig
 from robotrl.agents.rlpd import RLPDConfig
 from robotrl.integrations.sb3_config import SB3PPOConfig, SB3SACConfig, SB3TD3Config
 from robotrl.rewards.config import RewardConfig
+
+
+class ConfigError(ValueError):
+    """A run's config is wrong: an unknown key or a bad value. The CLIs print it as one line."""
+
+
+def check_known_keys(node: DictConfig, path: str = "") -> None:
+    """Raise :class:`ConfigError` for a key that is not a field of its node's dataclass schema.
+
+    Nodes typed as plain dicts (``task.options``, ``agent_options``) take any key.
+    """
+    schema = OmegaConf.get_type(node)
+    known = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    for key in map(str, node):
+        name = f"{path}{key}"
+        if known is not None and key not in known:
+            nearest = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {path}{nearest[0]}?" if nearest else ""
+            raise ConfigError(f"unknown config key {name}{hint}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            check_known_keys(child, f"{name}.")
+        elif isinstance(child, ListConfig):
+            for item in child:
+                if isinstance(item, DictConfig):
+                    check_known_keys(item, f"{name}.")
+
+
+def check_count(owner: object, name: str, minimum: int) -> None:
+    """Raise :class:`ConfigError` unless ``owner.name`` is an integer >= ``minimum``."""
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
 @dataclass
@@ -45,8 +83,8 @@ class EnvConfig:
     frame_stack: int = 3
 
     def __post_init__(self) -> None:
-        if self.action_repeat < 1 or self.frame_stack < 1:
-            raise ValueError("action_repeat and frame_stack must be >= 1")
+        for name in ("image_size", "action_repeat", "frame_stack"):
+            check_count(self, name, 1)
 
 
 @dataclass
@@ -54,6 +92,11 @@ class ReplayConfig:
     capacity: int = 1_000_000
     batch_size: int = 256
     nstep: int = 3
+
+    def __post_init__(self) -> None:
+        check_count(self, "capacity", 2)
+        check_count(self, "batch_size", 1)
+        check_count(self, "nstep", 1)
 
 
 @dataclass
@@ -96,15 +139,23 @@ class TrainConfig:
     utd_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "eval_num_envs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("seed", "seed_frames", "torch_threads"):
+            check_count(self, name, 0)
+        for name in (
+            "frames",
+            "eval_every_frames",
+            "eval_episodes",
+            "checkpoint_every_frames",
+            "keep_checkpoints",
+            "num_envs",
+            "eval_num_envs",
+        ):
+            check_count(self, name, 1)
         if self.task.reward is not None and max(self.num_envs, self.eval_num_envs) > 1:
             # Vector and batched envs are built without build_env, so they would ignore it.
-            raise ValueError("task.reward works with num_envs=1 and eval_num_envs=1 for now")
+            raise ConfigError("task.reward works with num_envs=1 and eval_num_envs=1 for now")
         if self.utd_ratio is not None and not self.utd_ratio > 0:
-            raise ValueError(f"utd_ratio must be > 0 (or None), got {self.utd_ratio!r}")
+            raise ConfigError(f"utd_ratio must be > 0 (or None), got {self.utd_ratio!r}")
 
 
 @dataclass

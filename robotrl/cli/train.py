@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from robotrl.builders import (
     seed_everything,
     to_train_config,
 )
+from robotrl.checkpoint import CheckpointError
 from robotrl.cli.launchers import check_launcher_extras
-from robotrl.config import TrainConfig, register_configs
+from robotrl.config import ConfigError, TrainConfig, register_configs
 from robotrl.integrations.sb3_config import SB3AgentConfig
 from robotrl.logger import Logger
 from robotrl.offline import demo_replay
@@ -33,21 +36,42 @@ from robotrl.trainer import Trainer, TrainResult
 log = logging.getLogger("robotrl.train")
 
 
+#: What a user can fix (a config, a checkpoint, a missing extra): one line and exit code 2.
+USER_ERRORS = (ConfigError, CheckpointError, ImportError)
+
+
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> None:
     # PyOpenGL logs an INFO line at import; set here so launcher workers (Ray, submitit) get it.
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
-    run_dir = run_directory(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = run_directory(hydra_cfg.runtime.output_dir)
+    fresh = _holds_only_hydra_files(run_dir, hydra_cfg.job.name)
+    try:
+        result = _train(cfg, run_dir)
+    except USER_ERRORS as err:
+        if fresh:
+            _remove_run_directory(run_dir, Path(cfg.runs_root))
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"robotrl-train: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+    if result.resumed_from is not None:
+        print(f"(resumed from frame {result.resumed_from})")
+    print(f"Run directory:  {result.run_dir}")
+    print(f"Final eval:     {result.final_eval}")
+    print(f"Learning curve: {result.learning_curve}")
+    print(f"Eval video:     {result.video}")
+    print(f"Checkpoint:     {result.checkpoint}")
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> TrainResult:
     train_cfg = to_train_config(cfg)
     seed_everything(train_cfg.seed)
     if train_cfg.torch_threads > 0:
         torch.set_num_threads(train_cfg.torch_threads)
     device = resolve_device(train_cfg.device)
     render_mode = "rgb_array" if train_cfg.logger.save_video else None
-
-    eval_env = build_env(
-        train_cfg.task, train_cfg.env, seed=train_cfg.seed + 10_000, render_mode=render_mode
-    )
     record = config_record(train_cfg)
     logger = Logger(
         run_dir,
@@ -57,21 +81,35 @@ def train(cfg: DictConfig) -> None:
         config=record,
     )
     try:
-        if isinstance(train_cfg.agent, SB3AgentConfig):
-            result = _train_sb3(train_cfg, run_dir, eval_env, logger, record, device)
-        else:
-            result = _train_ours(train_cfg, run_dir, eval_env, logger, record, device)
+        eval_env = build_env(
+            train_cfg.task, train_cfg.env, seed=train_cfg.seed + 10_000, render_mode=render_mode
+        )
+        try:
+            if isinstance(train_cfg.agent, SB3AgentConfig):
+                return _train_sb3(train_cfg, run_dir, eval_env, logger, record, device)
+            return _train_ours(train_cfg, run_dir, eval_env, logger, record, device)
+        finally:
+            eval_env.close()
     finally:
         logger.close()
-        eval_env.close()
 
-    if result.resumed_from is not None:
-        print(f"(resumed from frame {result.resumed_from})")
-    print(f"Run directory:  {result.run_dir}")
-    print(f"Final eval:     {result.final_eval}")
-    print(f"Learning curve: {result.learning_curve}")
-    print(f"Eval video:     {result.video}")
-    print(f"Checkpoint:     {result.checkpoint}")
+
+def _holds_only_hydra_files(run_dir: Path, job_name: str) -> bool:
+    """True when ``run_dir`` holds nothing but what Hydra wrote on starting this job."""
+    return all(path.name in (".hydra", f"{job_name}.log") for path in run_dir.iterdir())
+
+
+def _remove_run_directory(run_dir: Path, runs_root: Path) -> None:
+    """Delete a run directory this job created, and the folders above it left empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    root = runs_root.resolve()
+    for parent in run_dir.resolve().parents:
+        if not parent.is_relative_to(root):
+            break
+        try:
+            parent.rmdir()  # only while empty
+        except OSError:
+            break
 
 
 def _train_ours(
@@ -129,6 +167,8 @@ def _train_sb3(
 
 
 def main() -> None:
+    # Hydra warns on every run when ./configs (the user overlay folder) does not exist.
+    warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=configs")
     register_configs()
     check_launcher_extras(sys.argv[1:])
     train()

@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from robotrl.builders import to_train_config
-from robotrl.config import TrainConfig, register_configs
+from robotrl.config import ConfigError, TrainConfig, register_configs
 from robotrl.schedules import LinearSchedule
 
 CONF = Path(__file__).parents[2] / "robotrl" / "conf"
@@ -141,3 +141,23 @@ def test_the_shipped_example_overlay_composes(monkeypatch):
         1_000_000,
         10,
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "named", "nearest"),
+    [
+        ("+agent.hiden_dim=64", "agent.hiden_dim", "agent.hidden_dim"),
+        ("+frams=5", "frams", "frames"),
+        ("+replay.batchsize=3", "replay.batchsize", "replay.batch_size"),
+        ("+agent.stddev_schedule.finall=0.2", "agent.stddev_schedule.finall", "final"),
+    ],
+)
+def test_a_typo_added_with_plus_is_an_error_naming_the_nearest_key(override, named, nearest):
+    cfg = compose("train", overrides=[override])
+    with pytest.raises(ConfigError, match=rf"unknown config key {named}.*did you mean .*{nearest}"):
+        to_train_config(cfg)
+
+
+def test_free_form_options_take_any_key():
+    typed = to_train_config(compose("train", overrides=["+task.options.render_size=64"]))
+    assert typed.task.options["render_size"] == 64
