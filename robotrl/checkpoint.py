@@ -1,14 +1,17 @@
 """Checkpoints: tensors in safetensors, everything else in JSON; atomic; never unpickled.
 
-A checkpoint is a directory ``step_<frame>/`` holding ``tensors.safetensors`` and ``meta.json``.
-It is written under a temporary name, fsynced and renamed, so a crash leaves either the whole
-checkpoint or none. Nested states (agent modules, optimizers, RNG) are flattened into named
-tensors plus a JSON skeleton that records where each tensor goes.
+A checkpoint is a directory ``step_<frame>/`` holding ``tensors.safetensors``, ``meta.json`` and
+``checksums.json`` (the SHA-256 of every other file, checked on every load, so flipped bytes are
+refused rather than loaded). It is written under a temporary name, fsynced and renamed, so a
+crash leaves either the whole checkpoint or none. Nested states (agent modules, optimizers, RNG)
+are flattened into named tensors plus a JSON skeleton that records where each tensor goes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -24,7 +27,9 @@ from safetensors.torch import load_file, save_file
 FORMAT_VERSION = 1
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
+CHECKSUM_FILE = "checksums.json"
 _PREFIX = "step_"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -132,8 +137,8 @@ def write_checkpoint_directory(
     """``directory/step_<frame>`` filled by ``write(tmp)`` under a temporary name, then renamed.
 
     ``write`` fills the temporary directory and returns the files it wrote (fsynced here; files
-    written with :func:`write_json_atomic` are already). A crash leaves the whole checkpoint or
-    none; re-saving a frame (e.g. after a resume) replaces it whole.
+    written with :func:`write_json_atomic` are already); ``checksums.json`` is added here. A crash
+    leaves the whole checkpoint or none; re-saving a frame (e.g. after a resume) replaces it whole.
     """
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / checkpoint_name(frame)
@@ -143,6 +148,7 @@ def write_checkpoint_directory(
     tmp.mkdir()
     for path in write(tmp):
         _fsync_file(path)
+    write_json_atomic(tmp / CHECKSUM_FILE, _checksums(tmp))
     _fsync_dir(tmp)
     if target.exists():
         shutil.rmtree(target)
@@ -159,8 +165,53 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _checksums(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file below ``directory`` but the checksum file, by relative path."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE)
+    return {str(p.relative_to(directory)): _sha256(p) for p in files}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
+
+
+def verify_checksums(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless every file of checkpoint ``path`` has the SHA-256
+    its ``checksums.json`` lists (and no file is missing or unlisted).
+
+    A checkpoint written before robotrl kept checksums (no ``checksums.json``) is accepted with a
+    warning that it cannot be verified.
+    """
+    manifest = path / CHECKSUM_FILE
+    if not manifest.is_file():
+        log.warning("checkpoint %s has no %s: it cannot be verified", path, CHECKSUM_FILE)
+        return
+    try:
+        expected = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {CHECKSUM_FILE} is not JSON ({err})"
+        ) from err
+    found = _checksums(path)
+    if not isinstance(expected, dict) or set(expected) != set(found):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: its files {sorted(found)} are not the ones "
+            f"{CHECKSUM_FILE} lists"
+        )
+    bad = sorted(name for name, digest in found.items() if expected[name] != digest)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {', '.join(bad)} changed since it was written "
+            "(SHA-256 mismatch)"
+        )
 
 
 @dataclass
@@ -206,6 +257,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             f"checkpoint {path} has format version {meta.get('format_version')!r}; "
             f"this robotrl reads version {FORMAT_VERSION}"
         )
+    verify_checksums(path)
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError, ValueError) as err:

@@ -165,7 +165,14 @@ class Trainer:
         for note in skipped:
             log.warning("skipping unreadable checkpoint: %s", note)
         if checkpoint is None:
+            if skipped:  # starting over would overwrite (and prune) what might be recovered
+                raise CheckpointError(
+                    f"no intact checkpoint in {self.checkpoint_dir} ({skipped[0]}); move the "
+                    "run directory aside to start over"
+                )
             return None
+        if skipped:
+            log.warning("resuming from the newest intact checkpoint, %s", checkpoint.path.name)
         self._restore(checkpoint)
         self.logger.truncate_after(self.counters.frame)
         log.info("resumed from %s at frame %d", checkpoint.path, self.counters.frame)

@@ -27,7 +27,8 @@ from robotrl.agents import class_path
 from robotrl.agents.base import Agent
 from robotrl.benchmark import BenchmarkError, RunCheckpoints, algo_name, read_meta, select_runs
 from robotrl.builders import agent_config, build_agent, build_env, resolve_device
-from robotrl.checkpoint import CheckpointError, load_checkpoint
+from robotrl.checkpoint import CheckpointError, load_checkpoint, verify_checksums
+from robotrl.cli.launchers import ignore_missing_overlay_warning
 from robotrl.config import EnvConfig, EvalConfig, TaskConfig, register_configs
 from robotrl.evaluation import (
     EpisodeResult,
@@ -55,6 +56,8 @@ def evaluate_one(
     cfg: EvalConfig, checkpoint_path: Path, *, video_dir: Path | None, video_name: str
 ) -> CheckpointEval:
     """Evaluate one checkpoint (ours or SB3's); records ``video_dir/video_name.mp4`` if set."""
+    if Path(checkpoint_path).is_dir():
+        verify_checksums(Path(checkpoint_path))  # before anything is read from it
     meta = _meta_if_any(checkpoint_path)
     loader = _load_sb3_agent if is_sb3_meta(meta) else _load_our_agent
     record = meta.get("config") or load_checkpoint(checkpoint_path).meta["config"]
@@ -237,5 +240,6 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    ignore_missing_overlay_warning()
     register_configs()
     evaluate()

@@ -1,9 +1,11 @@
-"""Clear errors for cluster launcher presets whose optional extras are not installed."""
+"""What the console scripts share before Hydra starts: clear errors for cluster launcher presets
+whose optional extras are not installed, and a quiet console."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 
 # preset name (hydra/launcher=<name>) -> (plugin module, extra to install)
 LAUNCHER_EXTRAS = {
@@ -33,3 +35,8 @@ def _missing(module: str) -> bool:
         return importlib.util.find_spec(module) is None
     except ModuleNotFoundError:
         return True
+
+
+def ignore_missing_overlay_warning() -> None:
+    """Hydra warns on every run where ``./configs`` (the optional user overlay) does not exist."""
+    warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=configs")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from robotrl.builders import (
     to_train_config,
 )
 from robotrl.checkpoint import CheckpointError
-from robotrl.cli.launchers import check_launcher_extras
+from robotrl.cli.launchers import check_launcher_extras, ignore_missing_overlay_warning
 from robotrl.config import ConfigError, TrainConfig, register_configs
 from robotrl.integrations.sb3_config import SB3AgentConfig
 from robotrl.logger import Logger
@@ -167,8 +166,7 @@ def _train_sb3(
 
 
 def main() -> None:
-    # Hydra warns on every run when ./configs (the user overlay folder) does not exist.
-    warnings.filterwarnings("ignore", message=r"provider=hydra\.searchpath in main, path=configs")
+    ignore_missing_overlay_warning()
     register_configs()
     check_launcher_extras(sys.argv[1:])
     train()

@@ -10,6 +10,7 @@ import torch
 
 from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
 from robotrl.checkpoint import (
+    CHECKSUM_FILE,
     META_FILE,
     TENSORS_FILE,
     CheckpointError,
@@ -64,7 +65,7 @@ def test_agent_and_optimizer_state_round_trip(tmp_path):
 
 def test_checkpoint_layout_and_atomic_rename(tmp_path):
     path = save_checkpoint(tmp_path, 7, {"x": torch.ones(1)}, {"counters": {"frame": 7}})
-    assert sorted(p.name for p in path.iterdir()) == [META_FILE, TENSORS_FILE]
+    assert sorted(p.name for p in path.iterdir()) == [CHECKSUM_FILE, META_FILE, TENSORS_FILE]
     assert not list(tmp_path.glob(".tmp_*"))
     meta = json.loads((path / META_FILE).read_text())
     assert meta["format_version"] == 1 and meta["counters"] == {"frame": 7}
@@ -82,7 +83,7 @@ def test_corrupt_tensor_file_is_a_clear_error_and_latest_falls_back(tmp_path):
     newest = save_checkpoint(tmp_path, 20, {"x": torch.ones(3)}, {"counters": {"frame": 20}})
     data = (newest / TENSORS_FILE).read_bytes()
     (newest / TENSORS_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"corrupt: cannot read tensors\.safetensors"):
+    with pytest.raises(CheckpointError, match=r"corrupt: tensors\.safetensors changed"):
         load_checkpoint(newest)
     checkpoint, skipped = latest_checkpoint(tmp_path)
     assert checkpoint is not None and checkpoint.frame == 10
@@ -123,3 +124,36 @@ def test_shape_mismatch_names_the_tensor(tmp_path):
     bigger = small_agent(hidden=32)
     with pytest.raises(RuntimeError, match="size mismatch for policy"):
         bigger.load_state_dict(load_checkpoint(path).state["agent"])
+
+
+def flip_bytes(path, count: int = 48) -> None:
+    """Invert ``count`` bytes in the middle of ``path``, keeping its size."""
+    data = bytearray(path.read_bytes())
+    start = max(0, len(data) // 2 - count // 2)
+    for index in range(start, min(len(data), start + count)):
+        data[index] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", [TENSORS_FILE, META_FILE, CHECKSUM_FILE])
+def test_flipped_bytes_in_any_checkpoint_file_are_refused_and_latest_falls_back(tmp_path, name):
+    state = trained_state(small_agent())
+    save_checkpoint(tmp_path, 10, state, {"counters": {"frame": 10}})
+    newest = save_checkpoint(tmp_path, 20, state, {"counters": {"frame": 20}})
+    assert sorted(p.name for p in newest.iterdir()) == sorted(
+        [CHECKSUM_FILE, META_FILE, TENSORS_FILE]
+    )
+    flip_bytes(newest / name)
+    with pytest.raises(CheckpointError, match=r"step_000000000020 is corrupt"):
+        load_checkpoint(newest)
+    checkpoint, skipped = latest_checkpoint(tmp_path)
+    assert checkpoint is not None and checkpoint.frame == 10
+    assert len(skipped) == 1 and "step_000000000020 is corrupt" in skipped[0]
+
+
+def test_a_checkpoint_from_before_checksums_loads_with_a_warning(tmp_path, caplog):
+    path = save_checkpoint(tmp_path, 1, {"x": torch.ones(1)}, {"counters": {"frame": 1}})
+    (path / CHECKSUM_FILE).unlink()
+    with caplog.at_level("WARNING", logger="robotrl.checkpoint"):
+        assert load_checkpoint(path).frame == 1
+    assert "has no checksums.json: it cannot be verified" in caplog.text

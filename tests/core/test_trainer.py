@@ -11,7 +11,7 @@ import torch
 from robotrl.agents.drqv2 import DrQV2Agent, DrQV2Config
 from robotrl.agents.mentor import MentorAgent, MentorConfig
 from robotrl.agents.taco import TacoConfig
-from robotrl.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from robotrl.checkpoint import TENSORS_FILE, CheckpointError, list_checkpoints, load_checkpoint
 from robotrl.config import EnvConfig, LoggerConfig, ReplayConfig, TaskConfig, TrainConfig
 from robotrl.envs.vector import VectorEnvs
 from robotrl.envs.wrappers import FrameStack
@@ -220,3 +220,26 @@ def test_training_collection_tells_the_agent_when_episodes_begin(tmp_path):
     # DotEnv episodes are 10 steps: training episodes begin before actions 0, 10, 20, 30, 40;
     # the evaluations (before action 0 and after the last, 45) begin their own.
     assert set(calls) == {0, 10, 20, 30, 40, 45}
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(tmp_path, caplog):
+    first = make_trainer(make_cfg(frames=60), tmp_path)
+    first.train()
+    first.logger.close()
+    newest = list_checkpoints(tmp_path / "checkpoints")[-1]
+    assert newest.name == "step_000000000060"
+    data = bytearray((newest / TENSORS_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (newest / TENSORS_FILE).write_bytes(bytes(data))
+    second = make_trainer(make_cfg(frames=60), tmp_path)
+    with caplog.at_level("WARNING", logger="robotrl.trainer"):
+        result = second.train()
+    second.logger.close()
+    assert result.resumed_from == 30
+    assert "step_000000000060 is corrupt" in caplog.text
+    assert "resuming from the newest intact checkpoint, step_000000000030" in caplog.text
+    assert load_checkpoint(list_checkpoints(tmp_path / "checkpoints")[-1]).frame == 60
+    for checkpoint in list_checkpoints(tmp_path / "checkpoints"):
+        (checkpoint / TENSORS_FILE).write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint in .*; move the run"):
+        make_trainer(make_cfg(frames=90), tmp_path).train()
