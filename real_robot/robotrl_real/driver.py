@@ -19,8 +19,9 @@ moves the arm no further than its duration at the commanded speed.
 
 **Every command goes through the safety layer.** A twist is checked on arrival by
 :meth:`SafetyLayer.check` (NaN/Inf, or a component above ``max_command_value`` m/s or rad/s,
-such as a 1e300 rad/s burst): a malformed one is rejected and counted there and the arm holds,
-in a tick that goes on as usual (state published, backend stepped). A well-formed twist is part
+such as a 1e300 rad/s burst): a malformed one is rejected and counted there, its sender's
+earlier set-point is dropped, and the arm holds until a good twist arrives, in ticks that go on
+as usual (state published, backend stepped). A well-formed twist is part
 of its tick's integrated step (clipped to the per-step limit and the workspace box there); an
 expired set-point is handed over with its arrival time, so the layer holds (``stale_command``)
 and then its own watchdog keeps holding. A joint trajectory (reset pose) becomes a TCP goal by
@@ -31,10 +32,11 @@ position per joint is rejected like any malformed command. Gripper commands (``F
 opening 0 = closed .. 1 = open) pass :meth:`SafetyLayer.filter_gripper`. ``estop``/``enable``
 set and clear the layer's latch; nothing else does.
 
-**Teleop, with a lease.** ``/<ns>/teleop/intervention`` true gives the teleop control
-(mode ``teleop``): ``/<ns>/teleop/twist`` set-points are used and policy set-points ignored
-(counted); the switch takes effect on the next tick. Teleop twists without control are ignored
-(counted): a device streams them all the time. Only a change of hands drops pending set-points,
+**Teleop, with a lease.** ``/<ns>/teleop/intervention`` true gives the teleop control:
+``/<ns>/teleop/twist`` set-points are used and policy set-points ignored (counted); the switch
+takes effect on the next tick. Teleop twists without control are ignored (counted): a device
+streams them all the time. As for the policy, the mode reads ``teleop`` only while a teleop
+set-point is in force, ``hold`` otherwise. Only a change of hands drops pending set-points,
 since devices repeat the flag every tick. Each teleop message (flag or twist) renews a lease of
 ``teleop_lease`` (200 ms); a tick that finds it expired holds the arm (mode ``teleop_lost``,
 ``/diagnostics`` WARN) and keeps holding: policy twists, reset trajectories and gripper commands
@@ -49,8 +51,8 @@ stale after ``camera_timeout`` (default ``max(sensor_timeout, 3 / camera_hz)``, 
 15 Hz). A stale stream holds the arm (mode ``stale_sensor``, truncated decisions, gripper
 commands ignored) until it is fresh again; ``/diagnostics`` names it. :meth:`DriverNode.start`
 returns once no stream is stale (or after ``startup_timeout``).
-**Diagnostics** go out every ``diagnostics_period`` and at once whenever the mode or the set of
-stale streams changes.
+**Diagnostics** go out every ``diagnostics_period`` and at once whenever the driver enters or
+leaves a holding mode (:data:`HOLDING_MODES`) or the set of stale streams changes.
 
 **Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
 :class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
@@ -463,10 +465,11 @@ class DriverNode:
         if self._goal_reached:
             self._goal, self._goal_reached = None, False
         self._publish_state(state)
-        status_key = (self._current_mode(), tuple(self._stale))
-        if status_key != self._status_key:  # a change is on /diagnostics before the mode
+        mode = self._current_mode()
+        status_key = (mode if mode in HOLDING_MODES else "", tuple(self._stale))
+        if status_key != self._status_key:  # a new hold is on /diagnostics before the mode
             self._status_key = status_key
-            self.mode = status_key[0]
+            self.mode = mode
             self.publish_diagnostics(now)
         self._publish_mode()
         backend.advance(now - previous)
@@ -477,7 +480,9 @@ class DriverNode:
         self.counts[f"received.{kind}"] += 1
         if kind in ("twist", "teleop_twist"):
             values, reason = safety.check(_twist_vector(message.twist), (6,))
-            if values is None:  # NaN/Inf or an absurd magnitude: rejected and counted
+            if values is None:  # NaN/Inf or an absurd magnitude: rejected and counted,
+                # and the sender's earlier set-point no longer stands: hold until a good one
+                (self._teleop if kind == "teleop_twist" else self._policy).clear()
                 return safety.reject(reason or "wrong_shape")
             if kind == "teleop_twist" and self._control == "teleop":
                 self._lease_renewed = arrival
@@ -661,7 +666,8 @@ class DriverNode:
         if self._goal is not None:
             return "reset"
         if self._control == "teleop":
-            return "teleop"
+            # as for the policy: "teleop" only while a teleop set-point is in force
+            return "teleop" if self._teleop else "hold"
         if self._policy:
             return "policy"
         return "hold"

@@ -251,7 +251,7 @@ def test_driver_resets_a_franka_arm_to_the_pose_of_joint_angles(goal):
         run_reset(driver, goal)
         assert driver.mode == "hold"
         assert driver.counts["rejected.trajectory_unsupported"] == 0
-        assert driver.counts["rejected.trajectory_shape"] == 0
+        assert driver.counts["rejected.trajectory_wrong_shape"] == 0
         reached = np.asarray(robot.pose.translation)
         tolerance = driver.config.reset_tolerance
         assert np.linalg.norm(reached - expected_position) < tolerance
@@ -293,6 +293,6 @@ def test_driver_reorders_named_joints_and_refuses_other_arms_names():
         other = joint_trajectory([f"panda_joint{i}" for i in range(1, 8)], READY)
         driver._events.put(("trajectory", other, now + 0.001))
         driver.tick(now + driver.period)
-        assert driver.counts["rejected.trajectory_shape"] == 1
+        assert driver.counts["rejected.trajectory_wrong_shape"] == 1
     finally:
         driver.node.close()
