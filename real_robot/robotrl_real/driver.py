@@ -45,14 +45,15 @@ control returns to the policy only on an explicit ``intervention=False``, from t
 operator; a device that comes back and sends ``intervention=True`` takes control again. Nothing
 else hands back: not the policy's twists, not a reset, not time.
 
-**Cameras are watched sensors.** The driver subscribes to each camera's
-``image_raw/compressed`` topic and registers it with the safety layer as ``camera/<name>``,
-stale after ``camera_timeout`` (default ``max(sensor_timeout, 3 / camera_hz)``, 200 ms at
-15 Hz). A stale stream holds the arm (mode ``stale_sensor``, truncated decisions, gripper
-commands ignored) until it is fresh again; ``/diagnostics`` names it. :meth:`DriverNode.start`
-returns once no stream is stale (or after ``startup_timeout``).
-**Diagnostics** go out every ``diagnostics_period`` and at once whenever the driver enters or
-leaves a holding mode (:data:`HOLDING_MODES`) or the set of stale streams changes.
+**Cameras are watched sensors.** The driver subscribes to the ``image_raw/compressed`` topic of
+each of its own cameras and of each camera in ``watched_cameras`` (published by other nodes),
+and registers it with the safety layer as ``camera/<name>``, stale after ``camera_timeout``
+(default ``max(sensor_timeout, 3 / camera_hz)``, 200 ms at 15 Hz). A stale stream holds the arm
+(mode ``stale_sensor``, truncated decisions, gripper commands ignored) until it is fresh again;
+``/diagnostics`` names it. :meth:`DriverNode.start` returns once no stream is stale (or after
+``startup_timeout``). **Diagnostics** go out every ``diagnostics_period`` and at once whenever
+the driver enters or leaves a holding mode (:data:`HOLDING_MODES`) or the set of stale streams
+changes.
 
 **Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
 :class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
@@ -94,6 +95,7 @@ from robotrl_real.safety import (
     rotvec_from_quaternion,
     to_diagnostic_array,
 )
+from robotrl_real.topics import driver_topics
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +216,7 @@ class DriverConfig:
     max_command_age: float | None = None  # s; reject twists whose header stamp is older
     teleop_lease: float = 0.2  # s without a teleop message before the driver holds
     camera_timeout: float | None = None  # s; None: max(sensor_timeout, 3 / camera_hz)
+    watched_cameras: tuple[str, ...] = ()  # cameras published by other nodes, watched too
     startup_timeout: float = 10.0  # s start() waits for the first frame of every camera
     record_length: int = 200_000
 
@@ -290,9 +293,11 @@ class DriverNode:
         self.period = float(backend.control_period)
         if not (math.isfinite(self.period) and self.period > 0):
             raise ValueError(f"backend control_period must be positive, got {self.period}")
+        cameras = ("wrist", "front", *backend.cameras, *self.config.watched_cameras)
         self.node = Node(
             f"{backend.name}_driver",
             namespace=self.config.namespace,
+            topics=driver_topics(self.config.namespace, tuple(dict.fromkeys(cameras))),
             domain_id=domain_id,
             config=dds_config,
         )
@@ -325,7 +330,7 @@ class DriverNode:
             camera: CameraStream(self.node, camera, backend, self.config)
             for camera in backend.cameras
         }
-        for camera in self.cameras:
+        for camera in dict.fromkeys((*self.cameras, *self.config.watched_cameras)):
             name = f"camera/{camera}"
             self.safety.register_sensor(name, self.config.camera_stale_after)
             self.node.subscription(

@@ -26,8 +26,9 @@ monotonic clock) into every call, so tests drive it with a fake clock. What it e
 - **E-stop latch**: once set, every command holds until :meth:`SafetyLayer.enable`. Nothing
   else clears it: not :meth:`SafetyLayer.reset` (new episode), not new policy weights (the layer
   does not know about them), not an ``estop=False`` message.
-- **Stale sensors**: any registered stream (the TCP pose always is) older than
-  ``sensor_timeout`` (150 ms), or never received -> hold, and the decision is marked truncated
+- **Stale sensors**: any registered stream (the TCP pose always is) older than its timeout
+  (``sensor_timeout``, 150 ms, unless registered with its own; the driver gives each camera
+  one), or never received -> hold, and the decision is marked truncated
   so the episode ends there without a terminal (bootstrap) transition.
 - **Recovery cap**: the driver asks before each automatic error recovery; the first
   ``max_recoveries`` are allowed, the next request is refused and latches like an e-stop.

@@ -181,6 +181,113 @@ def test_teleop_stream_acts_only_with_control_and_a_repeated_flag_keeps_its_set_
         driver.node.close()
 
 
+def test_teleop_lease_holds_and_only_intervention_false_hands_back():
+    """Tick by tick: a teleop that goes quiet holds the arm after the 200 ms lease; policy
+    twists, resets and gripper commands are then ignored; intervention=False hands back, and a
+    device that returns with intervention=True retakes control."""
+    arm = KinematicArm()
+    driver = DriverNode(
+        arm,
+        DriverConfig(namespace="arm", safety=SAFETY),
+        domain_id=free_domain_id(),
+        dds_config=loopback_config(),
+    )
+    try:
+        t = 1000.0
+        driver.tick(t)
+        driver._events.put(("intervention", msgs.Bool(True), t + 0.001))
+        driver._events.put(("teleop_twist", twist(vy=0.1), t + 0.002))
+        driver.tick(t + 0.02)
+        assert driver.mode == "teleop"
+        last_message = t + 0.002
+        tick = t + 0.02
+        while tick - last_message <= 0.2:  # no more teleop messages: within the lease
+            assert driver.mode != "teleop_lost"
+            tick += 0.02
+            driver.tick(tick)
+        assert driver.mode == "teleop_lost" and driver.records()[-1].reason == "teleop_lost"
+        assert tick - last_message <= 0.2 + driver.period
+        held = arm.position.copy()
+        trajectory = msgs.JointTrajectory(
+            joint_names=["j1"], points=[msgs.JointTrajectoryPoint(positions=[0.0])]
+        )
+        for event in (
+            ("twist", twist(vx=0.1)),
+            ("trajectory", trajectory),
+            ("gripper", msgs.Float64(0.0)),
+            ("teleop_twist", twist(vx=0.1)),
+        ):
+            driver._events.put((*event, tick + 0.001))
+            tick += 0.02
+            driver.tick(tick)
+            assert driver.mode == "teleop_lost" and driver.records()[-1].held
+        np.testing.assert_array_equal(arm.position, held)
+        assert driver.counts["ignored.policy_during_teleop_lost"] == 1
+        assert driver.counts["ignored.trajectory_during_teleop_lost"] == 1
+        assert driver.counts["ignored.gripper_while_holding"] == 1
+        summary = driver.safety.summary()
+        assert summary.state == "holding" and summary.last_reason == "teleop_lost"
+        # hand-back: intervention=False, then the policy moves the arm again
+        driver._events.put(("intervention", msgs.Bool(False), tick + 0.001))
+        driver._events.put(("twist", twist(vx=0.1), tick + 0.002))
+        tick += 0.02
+        driver.tick(tick)
+        assert driver.mode == "policy" and arm.position[0] > held[0]
+        # a device that comes back takes control again, with a fresh lease
+        driver._events.put(("intervention", msgs.Bool(True), tick + 0.001))
+        driver._events.put(("teleop_twist", twist(vy=-0.1), tick + 0.002))
+        tick += 0.02
+        driver.tick(tick)
+        assert driver.mode == "teleop"
+        assert driver.counts["teleop_lease_expired"] == 1
+    finally:
+        driver.node.close()
+
+
+def test_a_camera_of_another_node_is_watched_too():
+    """A camera published by a separate node (``watched_cameras``): no frames yet -> hold; frames
+    -> the arm may move; frames stop -> hold with the stream named."""
+    from robotrl_real.camera import encode_image
+
+    domain_id, dds = free_domain_id(), loopback_config()
+    arm = KinematicArm()
+    driver = DriverNode(
+        arm,
+        DriverConfig(namespace="arm", safety=SAFETY, watched_cameras=("side",), camera_hz=20.0),
+        domain_id=domain_id,
+        dds_config=dds,
+    )
+    from robotrl_real.topics import driver_topics
+
+    camera = Node(
+        "side_camera", topics=driver_topics("arm", ("side",)), domain_id=domain_id, config=dds
+    )
+    try:
+        frames = camera.publisher("/cameras/side/image_raw/compressed")
+        assert frames.wait_for_subscribers()
+        driver.tick(time.monotonic())
+        assert driver.mode == "stale_sensor" and driver._stale == ["camera/side"]
+        image = encode_image(np.zeros((8, 8, 3), np.uint8), "jpeg")
+        for _ in range(5):
+            frames.publish(msgs.CompressedImage(format="jpeg", data=image))
+            time.sleep(0.02)
+            driver._events.put(("twist", twist(vx=0.1), time.monotonic()))
+            driver.tick(time.monotonic())
+        assert driver.mode == "policy" and not driver.records()[-1].held
+        last = time.monotonic()
+        threshold = driver.config.camera_stale_after  # max(0.15, 3 / 20 Hz) = 0.15 s
+        time.sleep(threshold + 0.02)
+        driver._events.put(("twist", twist(vx=0.1), time.monotonic()))
+        driver.tick(time.monotonic())
+        record = driver.records()[-1]
+        assert record.held and record.reason == "stale_sensor" and time.monotonic() > last
+        assert driver.mode == "stale_sensor"
+        assert driver.safety.summary(time.monotonic()).stale_sensors == ["camera/side"]
+    finally:
+        camera.close()
+        driver.node.close()
+
+
 def test_a_reset_to_where_the_arm_already_is_is_seen_and_finishes(running):
     """The env waits for the driver's mode to go through ``reset``; a goal reached on the first
     tick must still show that mode."""
