@@ -61,7 +61,7 @@ def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
     cfg, counters, env, replay = trainer.cfg, trainer.counters, trainer.env, trainer.replay
     update_metrics: dict[str, list[float]] = defaultdict(list)
 
-    obs, _ = env.reset(seed=train_reset_seeds(int(cfg.seed), counters.episode, 1)[0])
+    obs, _ = env.reset(seed=trainer.first_reset_seed())
     replay.start_episode(obs)
     trainer.agent.begin_episodes()
     episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()

@@ -157,17 +157,17 @@ class Logger:
             wandb_values: dict[str, float] = {f"{split}/{k}": v for k, v in values.items()}
             self._wandb_run.log({**wandb_values, FRAME_COLUMN: frame})
 
-    def truncate_after(self, frame: int) -> None:
+    def truncate_after(self, frame: int, splits: list[str] | None = None) -> None:
         """Forget everything logged after `frame` (call when resuming from a checkpoint there).
 
         CSV rows with a larger frame are deleted from every split file ("train", "eval" and any
-        split logged through this logger). TensorBoard events are hidden from the viewer by a
-        purge marker at `frame + 1`. W&B cannot delete history; its steps are keyed by `frame`,
-        so re-done frames simply appear again.
+        split logged through this logger), or from `splits` only. TensorBoard events are hidden
+        from the viewer by a purge marker at `frame + 1` (not for `splits`). W&B cannot delete
+        history; its steps are keyed by `frame`, so re-done frames simply appear again.
         """
-        for split in {*DEFAULT_SPLITS, *self._splits}:
+        for split in splits if splits is not None else {*DEFAULT_SPLITS, *self._splits}:
             self._split(split).truncate_after(frame)
-        if self._use_tensorboard:
+        if self._use_tensorboard and splits is None:
             if self._tb_writer is not None:
                 self._tb_writer.close()
                 self._tb_writer = None

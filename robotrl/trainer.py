@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 import robotrl
@@ -146,6 +148,7 @@ class Trainer:
         # Exact, so that fractional ratios never drift from steps × ratio.
         self.utd_ratio = None if utd_ratio is None else Fraction(utd_ratio).limit_denominator(10**6)
         self.checkpoint_dir = run_dir / "checkpoints"
+        self.env_rng_restored = False
         self.last_checkpoint: Path | None = None
         self.last_video: Path | None = None
         self.last_eval: dict[str, float] = {}
@@ -174,9 +177,13 @@ class Trainer:
         if skipped:
             log.warning("resuming from the newest intact checkpoint, %s", checkpoint.path.name)
         self._restore(checkpoint)
-        self.logger.truncate_after(self.counters.frame)
-        log.info("resumed from %s at frame %d", checkpoint.path, self.counters.frame)
-        return self.counters.frame
+        frame = self.counters.frame
+        self.logger.truncate_after(frame)
+        if self.counters.next_eval_frame <= frame:
+            # The evaluation due at this frame ran after the checkpoint was written: it runs again.
+            self.logger.truncate_after(frame - 1, splits=["eval"])
+        log.info("resumed from %s at frame %d", checkpoint.path, frame)
+        return frame
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         meta = checkpoint.meta
@@ -200,6 +207,15 @@ class Trainer:
         if reward_state is not None and "reward" in meta:
             reward_state.load_state_dict(meta["reward"])
         torch.set_rng_state(checkpoint.state["rng"]["torch"])
+        rng = meta["rng"]
+        if "python" in rng:
+            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+            numpy_state = rng["numpy"]
+            key = np.asarray(numpy_state["state"]["key"], np.uint32)
+            np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": key}})
+        if rng.get("env") is not None:
+            self.env.unwrapped.np_random = _generator(rng["env"])
+        self.env_rng_restored = rng.get("env") is not None
         self.last_checkpoint = checkpoint.path
 
     def _reward_state_owner(self) -> RewardWrapper | EpisodeRelabeler | None:
@@ -207,6 +223,16 @@ class Trainer:
         return self.relabeler if self.relabeler is not None else find_reward_wrapper(self.env)
 
     def save(self) -> Path:
+        """Checkpoint everything a resumed run needs to continue exactly as this one would."""
+        self.counters.last_checkpoint_frame = self.counters.frame
+        numpy_state = np.random.get_state(legacy=False)
+        numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+        rng = {
+            "replay": self.replay.rng_state(),
+            "python": random.getstate(),
+            "numpy": numpy_state,
+            "env": self._env_rng_state(),
+        }
         meta = {
             "robotrl_version": robotrl.__version__,
             "agent_name": self.cfg.agent.name,
@@ -214,7 +240,7 @@ class Trainer:
             "config": self.config_record,
             "counters": vars(self.counters),
             "replay_episodes": self.replay.num_episodes,
-            "rng": {"replay": self.replay.rng_state()},
+            "rng": rng,
         }
         reward_state = self._reward_state_owner()
         if reward_state is not None:  # the reward model's running normalisation statistics
@@ -222,9 +248,26 @@ class Trainer:
         state = {"agent": self.agent.state_dict(), "rng": {"torch": torch.get_rng_state()}}
         path = save_checkpoint(self.checkpoint_dir, self.counters.frame, state, meta)
         prune_checkpoints(self.checkpoint_dir, int(self.cfg.keep_checkpoints))
-        self.counters.last_checkpoint_frame = self.counters.frame
         self.last_checkpoint = path
         return path
+
+    def _env_rng_state(self) -> dict[str, Any] | None:
+        """The single training env's random stream (Gymnasium's ``np_random``), once it has one.
+
+        Vector envs and batched worlds keep theirs in workers or on the sim's device: a resumed
+        run reseeds those (:func:`~robotrl.collection.train_reset_seeds`).
+        """
+        if self.batched or self.num_envs > 1:
+            return None
+        generator = getattr(self.env.unwrapped, "_np_random", None)  # None until seeded
+        return None if generator is None else dict(generator.bit_generator.state)
+
+    def first_reset_seed(self) -> int | None:
+        """Seed of the single training env's first reset: None when a resume restored its random
+        stream, so the episodes continue as in the interrupted run."""
+        if self.env_rng_restored:
+            return None
+        return train_reset_seeds(int(self.cfg.seed), self.counters.episode, 1)[0]
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -274,7 +317,8 @@ class Trainer:
         try:
             resumed_from = self.resume()
             cfg, counters = self.cfg, self.counters
-            if resumed_from is not None and counters.frame >= cfg.frames:
+            # Complete once the final evaluation is done (it may have been killed).
+            if counters.frame >= cfg.frames and counters.next_eval_frame > counters.frame:
                 log.info("run already complete at frame %d; nothing to do", counters.frame)
                 return self._result(resumed_from)
             progress = ProgressBar(
@@ -444,6 +488,13 @@ def eval_reset_seed(run_seed: int) -> int:
     differ by the policy only; the offset keeps them apart from the training episodes' seeds.
     """
     return run_seed * 1000 + 10**6
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    """A NumPy generator in the bit-generator ``state`` saved by :meth:`Trainer.save`."""
+    generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+    generator.bit_generator.state = state
+    return generator
 
 
 def _checked_vector_env(envs: Envs | None, num_envs: int, argument: str, field: str) -> Envs | None:
