@@ -532,8 +532,10 @@ def _as_real_array(values: object) -> tuple[NDArray[Any] | None, str | None]:
     """``values`` as an array of a real (int or float) dtype, or ``None`` and the reason."""
     try:
         array = np.asarray(values)
-    except (TypeError, ValueError, OverflowError):  # ragged nesting, odd objects
+    except ValueError:  # ragged nesting
         return None, "wrong_shape"
+    except Exception:  # an object that will not be read as an array: no number at all
+        return None, "not_a_number"
     kind = array.dtype.kind
     if kind in "iuf":
         return array, None
@@ -547,7 +549,7 @@ def _as_real_array(values: object) -> tuple[NDArray[Any] | None, str | None]:
     for item in items:
         try:
             converted.append(float(item))
-        except (OverflowError, ValueError, TypeError):
+        except Exception:  # OverflowError for ints beyond float64
             return None, "out_of_range"
     return np.array(converted, dtype=np.float64).reshape(array.shape), None
 

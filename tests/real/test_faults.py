@@ -223,6 +223,14 @@ def test_a_teleop_killed_mid_takeover_holds_within_the_lease_and_no_step_is_misl
         said = [safety_values(m) for m in list(messages)]
         assert any(text.startswith("teleop_lost") for _, text in said), said[-3:]
 
+        # a new episode does not hand back: the reset is ignored and says why, at once
+        asked = time.monotonic()
+        _, reset_info = env.reset(seed=1)
+        assert reset_info["holding"] == "teleop_lost" and time.monotonic() - asked < 1.0
+        deadline = time.monotonic() + 1.0
+        while not driver.counts["ignored.trajectory_during_teleop_lost"]:
+            assert time.monotonic() < deadline, "the reset trajectory never arrived"
+            time.sleep(0.01)
         # hand-back only by intervention=False: then the policy moves the arm again
         assert np.linalg.norm(driver.backend.read_state().tcp_position - held_at) < 1e-3
         intervention.publish(msgs.Bool(False))
