@@ -84,6 +84,7 @@ class Counters:
     episode: int = 0  # finished training episodes
     next_eval_frame: int = 0
     last_checkpoint_frame: int = 0
+    last_eval_frame: int = -1  # -1: no evaluation yet
 
 
 @dataclass
@@ -179,9 +180,8 @@ class Trainer:
         self._restore(checkpoint)
         frame = self.counters.frame
         self.logger.truncate_after(frame)
-        if self.counters.next_eval_frame <= frame:
-            # The evaluation due at this frame ran after the checkpoint was written: it runs again.
-            self.logger.truncate_after(frame - 1, splits=["eval"])
+        # An evaluation due at the checkpoint's frame runs after it is written: it runs again.
+        self.logger.truncate_after(self.counters.last_eval_frame, splits=["eval"])
         log.info("resumed from %s at frame %d", checkpoint.path, frame)
         return frame
 
@@ -199,7 +199,10 @@ class Trainer:
             raise CheckpointError(
                 f"checkpoint {checkpoint.path} does not fit this agent: {err}"
             ) from err
-        self.counters = Counters(**meta["counters"])
+        # Checkpoints from before last_eval_frame was kept: as complete as they were then.
+        self.counters = Counters(
+            **{"last_eval_frame": meta["counters"]["frame"], **meta["counters"]}
+        )
         if not self.agent.offline:  # an offline agent's demo buffer is loaded whole and fixed
             self.replay.restore(int(meta["replay_episodes"]))
         self.replay.set_rng_state(meta["rng"]["replay"])
@@ -308,6 +311,7 @@ class Trainer:
         if recorder is not None:
             self.last_video = recorder.save(f"eval_{self.counters.frame:09d}")
         self.logger.log("eval", {**summary, "step": self.counters.step}, frame=self.counters.frame)
+        self.counters.last_eval_frame = self.counters.frame
         self.last_eval = summary
         return summary
 
@@ -318,7 +322,7 @@ class Trainer:
             resumed_from = self.resume()
             cfg, counters = self.cfg, self.counters
             # Complete once the final evaluation is done (it may have been killed).
-            if counters.frame >= cfg.frames and counters.next_eval_frame > counters.frame:
+            if counters.frame >= cfg.frames and counters.last_eval_frame == counters.frame:
                 log.info("run already complete at frame %d; nothing to do", counters.frame)
                 return self._result(resumed_from)
             progress = ProgressBar(

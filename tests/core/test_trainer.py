@@ -243,3 +243,22 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_and_says_so(tmp_path,
         (checkpoint / TENSORS_FILE).write_bytes(b"damaged")
     with pytest.raises(CheckpointError, match=r"no intact checkpoint in .*; move the run"):
         make_trainer(make_cfg(frames=90), tmp_path).train()
+
+
+def test_a_run_stopped_in_its_final_evaluation_finishes_it_on_resume(tmp_path):
+    first = make_trainer(make_cfg(frames=60), tmp_path)
+    original_evaluate = first.evaluate
+
+    def evaluate_then_stop_at_the_end():
+        if first.counters.frame == 60:
+            raise KeyboardInterrupt  # as if killed: the checkpoint at frame 60 is already on disk
+        return original_evaluate()
+
+    first.evaluate = evaluate_then_stop_at_the_end  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    first.logger.close()
+    second = make_trainer(make_cfg(frames=60), tmp_path)
+    assert second.train().resumed_from == 60
+    second.logger.close()
+    assert [int(r["frame"]) for r in read_csv(tmp_path / "eval.csv")] == [0, 50, 60]
