@@ -23,8 +23,9 @@ from robotrl.trainer import eval_reset_seed
 from tests.sim.cli_runs import eval_rows, run
 
 BIN = Path(sys.executable).parent
-# DrM restarts its noise schedule when it awakens (~step 1000), so it explores longer; MENTOR
-# does too, and its mixture-of-experts actor learns this small task more slowly still.
+# DrM's noise follows its actor's dormant ratio, which climbs to ~0.46 here before falling (noise
+# up to ~0.93), so it explores longer; MENTOR's mixture-of-experts actor learns this small task
+# more slowly still (docs/benchmarks.md, "DrM and MENTOR with the reference's dormant ratio").
 FRAMES = {"drqv2": 14_000, "drm": 18_000, "mentor": 30_000, "taco": 14_000}
 EVAL_EPISODES = 10
 SEED = 1
