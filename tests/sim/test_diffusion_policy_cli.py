@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from robotrl.trainer import eval_reset_seed
-from tests.sim.cli_runs import csv_rows, eval_rows, reach_demos, run
-from tests.sim.test_learning import random_policy_return
+from tests.sim.cli_runs import csv_rows, eval_rows, random_policy_return, reach_demos, run
 
 SEED = 1
 DEMOS = 20

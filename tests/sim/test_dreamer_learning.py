@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from robotrl.trainer import eval_reset_seed
-from tests.sim.test_learning import random_policy_return, train_reach
+from tests.sim.cli_runs import random_policy_return, train_reach
 
 FRAMES = 14_000  # DrQ-v2's budget in tests/sim/test_learning.py
 # Not the model-free tests' seed 1: its untrained Dreamer actor happens to score 45.6 (its

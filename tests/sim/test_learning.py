@@ -10,71 +10,23 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from robotrl.envs import make_batched_env, make_env
 from robotrl.trainer import eval_reset_seed
-from tests.sim.cli_runs import eval_rows, run
+from tests.sim.cli_runs import (
+    BIN,
+    SEED,
+    random_policy_return,
+    train_reach,
+    warp_random_policy_return,
+)
 
-BIN = Path(sys.executable).parent
 # DrM's noise follows its actor's dormant ratio, which climbs to ~0.46 here before falling (noise
 # up to ~0.93), so it explores longer; MENTOR's mixture-of-experts actor learns this small task
 # more slowly still (docs/benchmarks.md, "DrM and MENTOR with the reference's dormant ratio").
 FRAMES = {"drqv2": 14_000, "drm": 18_000, "mentor": 30_000, "taco": 14_000}
-EVAL_EPISODES = 10
-SEED = 1
-
-
-def random_policy_return(eval_seed: int) -> float:
-    """Mean return of uniform random actions on the trainer's eval episodes (same reset seeds)."""
-    env = make_env("builtin", "reach", seed=0, image_size=32, action_repeat=2, frame_stack=3)
-    env.action_space.seed(0)
-    returns = []
-    for index in range(EVAL_EPISODES):
-        env.reset(seed=eval_seed + index)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
-
-
-def train_reach(
-    tmp_path: Path,
-    agent: str,
-    frames: int,
-    *overrides: str,
-    timeout: float = 1500,
-    seed: int = SEED,
-    exp_name: str = "default",
-) -> tuple[Path, dict[int, dict[str, str]]]:
-    """One ``robotrl-train`` run of ``agent`` on builtin/reach (evaluated at 0 and ``frames``):
-    its run directory and its ``eval.csv`` rows by frame. ``exp_name``: the one the overrides
-    set (an ``+experiment`` sets its own), which names the run directory."""
-    run(
-        "robotrl-train",
-        f"agent={agent}",
-        f"runs_root={tmp_path}",
-        f"seed={seed}",
-        f"frames={frames}",
-        f"eval_every_frames={frames}",
-        f"eval_episodes={EVAL_EPISODES}",
-        "logger.progress_bar=false",
-        "logger.tensorboard=false",
-        *overrides,
-        timeout=timeout,
-    )
-    run_dir = tmp_path / "builtin" / "reach" / agent / exp_name / f"seed{seed}"
-    return run_dir, eval_rows(run_dir)
 
 
 # Seconds each run took in `make test` (tests/conftest.py starts the longest first).
@@ -131,23 +83,6 @@ def test_drqv2_learns_builtin_reach_from_a_shaped_keypoint_reward(tmp_path):
 
 WARP_WORLDS = 8
 WARP_FRAMES = 20_000
-
-
-def warp_random_policy_return(eval_seed: int, worlds: int) -> float:
-    """Mean return of uniform random actions on the trainer's batched eval episodes: ``worlds``
-    worlds reset with ``eval_seed``, one episode each (``run_episodes_batched``)."""
-    env = make_batched_env(
-        "warp", "reach", num_worlds=worlds, seed=0, image_size=32, action_repeat=2, frame_stack=3
-    )
-    env.reset(seed=eval_seed)
-    generator = torch.Generator().manual_seed(0)
-    done = torch.zeros(worlds, dtype=torch.bool)
-    while not done.all():
-        actions = torch.rand(worlds, 2, generator=generator) * 2 - 1
-        _, _, terminated, truncated, info = env.step(actions)
-        done = terminated | truncated
-    env.close()
-    return float(info["episode_return"].mean())
 
 
 @pytest.mark.duration(230)

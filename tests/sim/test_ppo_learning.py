@@ -10,7 +10,7 @@ import time
 import pytest
 
 from robotrl.trainer import eval_reset_seed
-from tests.sim.test_learning import BIN, SEED, warp_random_policy_return
+from tests.sim.cli_runs import BIN, SEED, warp_random_policy_return
 
 PPO_WORLDS = 32
 PPO_FRAMES = 32_768  # 16 rollouts of 64 steps × 32 worlds × action repeat 2

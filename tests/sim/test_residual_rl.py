@@ -17,8 +17,7 @@ import pytest
 from robotrl.demos import load_demos
 from robotrl.replay import load_episode
 from robotrl.trainer import eval_reset_seed
-from tests.sim.cli_runs import csv_rows, eval_rows, reach_demos, run
-from tests.sim.test_learning import random_policy_return
+from tests.sim.cli_runs import csv_rows, eval_rows, random_policy_return, reach_demos, run
 
 SEED = 1
 DEMOS = 20

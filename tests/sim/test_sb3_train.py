@@ -14,7 +14,7 @@ import time
 import pytest
 
 from robotrl.trainer import eval_reset_seed
-from tests.sim.test_learning import EVAL_EPISODES, random_policy_return
+from tests.sim.cli_runs import EVAL_EPISODES, random_policy_return
 from tests.sim.test_train_cli import (
     BIN,
     checkpoint_frames,
