@@ -41,9 +41,7 @@ def check_known_keys(node: DictConfig, path: str = "") -> None:
     for key in map(str, node):
         name = f"{path}{key}"
         if known is not None and key not in known:
-            nearest = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {path}{nearest[0]}?" if nearest else ""
-            raise ConfigError(f"unknown config key {name}{hint}")
+            raise unknown_key_error(name, known)
         child = node._get_node(key)
         if isinstance(child, DictConfig):
             check_known_keys(child, f"{name}.")
@@ -51,6 +49,14 @@ def check_known_keys(node: DictConfig, path: str = "") -> None:
             for item in child:
                 if isinstance(item, DictConfig):
                     check_known_keys(item, f"{name}.")
+
+
+def unknown_key_error(full_key: str, known: list[str]) -> ConfigError:
+    """The error for ``full_key``, which its schema (fields ``known``) lacks, naming the nearest."""
+    parent, _, key = full_key.rpartition(".")
+    nearest = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else ""
+    return ConfigError(f"unknown config key {full_key}{hint}")
 
 
 def check_count(owner: object, name: str, minimum: int) -> None:

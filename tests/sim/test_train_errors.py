@@ -54,6 +54,9 @@ def assert_no_run_directory(tmp_path: Path) -> None:
     ("overrides", "expected"),
     [
         (["+agent.hiden_dim=64"], ["agent.hiden_dim", "agent.hidden_dim"]),
+        (["agent.hiden_dim=64"], ["agent.hiden_dim", "agent.hidden_dim"]),
+        (["frames=lots"], ["frames", "lots"]),
+        (["task=builtin/rech"], ["builtin/rech", "reach"]),
         (["frames=-5"], ["frames", "-5"]),
         (["eval_episodes=0"], ["eval_episodes", "0"]),
         (["replay.batch_size=0"], ["batch_size", "0"]),
