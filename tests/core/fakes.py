@@ -1,4 +1,4 @@
-"""A tiny pixel env for fast trainer tests (no simulator needed).
+"""Tiny pixel envs for fast trainer tests (no simulator needed), and a random replay batch.
 
 A bright column on a 24x24 image marks a 1-D position x in [-1, 1]; the action moves it and the
 reward is 1 - |x|. It is a real Gymnasium env, only without physics, so the trainer's loop,
@@ -130,3 +130,15 @@ def stacked_dot_env(episode_steps: int = 10, render_mode: str | None = None) -> 
 def stacked_clock_env(env_id: int = 0, render_mode: str | None = None, tag: bool = True) -> gym.Env:
     """``FrameStack(ClockEnv(...), 3)``, picklable for worker processes."""
     return FrameStack(ClockEnv(env_id, render_mode=render_mode, tag=tag), 3)
+
+
+def pixel_batch(seed: int = 0, size: int = 16) -> dict[str, np.ndarray]:
+    """A random replay batch of 9x32x32 frame stacks and 2-D actions (DrQ-v2 family updates)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "obs": rng.integers(0, 256, (size, 9, 32, 32), dtype=np.uint8),
+        "next_obs": rng.integers(0, 256, (size, 9, 32, 32), dtype=np.uint8),
+        "action": rng.uniform(-1, 1, (size, 2)).astype(np.float32),
+        "reward": rng.uniform(0, 1, (size, 1)).astype(np.float32),
+        "discount": np.full((size, 1), 0.97, np.float32),
+    }

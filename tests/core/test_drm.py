@@ -12,22 +12,12 @@ from robotrl.builders import to_train_config
 from robotrl.checkpoint import load_checkpoint, save_checkpoint
 from robotrl.config import register_configs
 from robotrl.nn.dormant import awaken_stddev, exploitation_weight
+from tests.core.fakes import pixel_batch as batch
 
 
 def make_agent(**overrides) -> DrMAgent:
     cfg = DrMConfig(hidden_dim=32, feature_dim=16, **overrides)
     return DrMAgent(cfg, obs_shape=(9, 32, 32), action_dim=2, device="cpu")
-
-
-def batch(seed: int = 0, size: int = 16) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "obs": rng.integers(0, 256, (size, 9, 32, 32), dtype=np.uint8),
-        "next_obs": rng.integers(0, 256, (size, 9, 32, 32), dtype=np.uint8),
-        "action": rng.uniform(-1, 1, (size, 2)).astype(np.float32),
-        "reward": rng.uniform(0, 1, (size, 1)).astype(np.float32),
-        "discount": np.full((size, 1), 0.97, np.float32),
-    }
 
 
 def test_expectile_loss_weights_under_and_over_estimates():

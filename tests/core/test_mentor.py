@@ -16,7 +16,7 @@ from robotrl.checkpoint import load_checkpoint, save_checkpoint
 from robotrl.config import register_configs
 from robotrl.nn.heads import Actor
 from robotrl.nn.moe import MixtureOfExperts, MoEConfig, gate_entropy, load_balance_loss
-from tests.core.test_drm import batch
+from tests.core.fakes import pixel_batch as batch
 
 
 def make_agent(**overrides) -> MentorAgent:

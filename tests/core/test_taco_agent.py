@@ -16,7 +16,7 @@ from robotrl.agents.taco import TacoConfig
 from robotrl.builders import to_train_config
 from robotrl.checkpoint import load_checkpoint, save_checkpoint
 from robotrl.config import register_configs
-from tests.core.test_drm import batch
+from tests.core.fakes import pixel_batch as batch
 
 HORIZON = 3
 
