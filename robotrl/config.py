@@ -132,7 +132,7 @@ class TrainConfig:
     eval_every_frames: int = 10_000
     eval_episodes: int = 10
     checkpoint_every_frames: int = 10_000
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest ones kept; 0: keep every checkpoint
     torch_threads: int = 0  # 0: leave PyTorch's default
     # Vector envs (robotrl.envs.vector): N copies stepped in worker processes, SAME_STEP autoreset.
     num_envs: int = 1  # training collection; 1 = the single-env loop
@@ -145,14 +145,13 @@ class TrainConfig:
     utd_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("seed", "seed_frames", "torch_threads"):
+        for name in ("seed", "seed_frames", "keep_checkpoints", "torch_threads"):
             check_count(self, name, 0)
         for name in (
             "frames",
             "eval_every_frames",
             "eval_episodes",
             "checkpoint_every_frames",
-            "keep_checkpoints",
             "num_envs",
             "eval_num_envs",
         ):
