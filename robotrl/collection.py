@@ -78,6 +78,7 @@ def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
         episode_length += 1
         counters.step += 1
         counters.frame += trainer.action_repeat
+        progress.update(counters.frame)
 
         if terminated or truncated:
             elapsed = time.perf_counter() - episode_start
@@ -131,6 +132,7 @@ def collect_vectorized(trainer: Trainer, progress: ProgressBar) -> None:
             episode_lengths[index] += 1
         counters.step += num_envs
         counters.frame += num_envs * trainer.action_repeat
+        progress.update(counters.frame)
 
         if done.any():
             metrics = mean_metrics(update_metrics, counters.frame)
@@ -187,6 +189,7 @@ def collect_batched(trainer: Trainer, progress: ProgressBar) -> None:
         replay.add_batch(actions, rewards, reached, terminated, truncated)
         counters.step += num_worlds
         counters.frame += num_worlds * trainer.action_repeat
+        progress.update(counters.frame)
 
         if done.any():
             metrics = mean_metrics(update_metrics, counters.frame)

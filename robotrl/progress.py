@@ -71,6 +71,7 @@ class ProgressBar:
         self._clock = clock
         self._window_seconds = window_seconds
         self._samples: deque[tuple[float, int]] = deque([(clock(), initial_frame)])
+        self._stats: dict[str, str] = {}
         self._stream: TextIO | _OneLinePerRefresh = (
             stream if is_terminal else _OneLinePerRefresh(stream)
         )
@@ -96,7 +97,8 @@ class ProgressBar:
         return (last_frame - first_frame) / elapsed if elapsed > 0 else None
 
     def update(self, frame: int, **stats: float) -> None:
-        """Move the bar to `frame` and show `stats` (e.g. `episode_return=812.3`) after it."""
+        """Move the bar to `frame` and show `stats` (e.g. `episode_return=812.3`) after it; each
+        stat stays shown until a later update gives it a new value."""
         now = self._clock()
         self._samples.append((now, frame))
         # Keep at least two samples so there is always a rate, however slow the updates come.
@@ -108,7 +110,8 @@ class ProgressBar:
             postfix["fps"] = f"{fps:.0f}" if fps >= 10 else f"{fps:.2f}"
             remaining = max(0, (self._bar.total or 0) - frame) / fps
             postfix["eta"] = tqdm.format_interval(remaining)
-        postfix.update({name: _short(value) for name, value in stats.items()})
+        self._stats.update({name: _short(value) for name, value in stats.items()})
+        postfix.update(self._stats)
         self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(frame - self._bar.n)
 

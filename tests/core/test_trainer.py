@@ -17,6 +17,7 @@ from robotrl.envs.vector import VectorEnvs
 from robotrl.envs.wrappers import FrameStack
 from robotrl.logger import Logger
 from robotrl.nn.moe import MoEConfig
+from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
 from robotrl.schedules import LinearSchedule
 from robotrl.trainer import Trainer, TrainingDivergedError
@@ -262,3 +263,18 @@ def test_a_run_stopped_in_its_final_evaluation_finishes_it_on_resume(tmp_path):
     assert second.train().resumed_from == 60
     second.logger.close()
     assert [int(r["frame"]) for r in read_csv(tmp_path / "eval.csv")] == [0, 50, 60]
+
+
+def test_the_progress_bar_follows_frames_not_episode_ends(tmp_path, monkeypatch):
+    frames_shown: list[int] = []
+
+    class RecordingBar(ProgressBar):
+        def update(self, frame: int, **stats: float) -> None:
+            frames_shown.append(frame)
+            super().update(frame, **stats)
+
+    monkeypatch.setattr("robotrl.trainer.ProgressBar", RecordingBar)
+    trainer = make_trainer(make_cfg(frames=25), tmp_path)  # DotEnv episodes are 10 frames
+    trainer.train()
+    trainer.logger.close()
+    assert sorted(set(frames_shown)) == list(range(1, 26))
