@@ -59,13 +59,14 @@ def train(cfg: DictConfig) -> None:
         print(f"robotrl-train: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 
+    # Logged, so that the run's train.log keeps them too.
     if result.resumed_from is not None:
-        print(f"(resumed from frame {result.resumed_from})")
-    print(f"Run directory:  {result.run_dir}")
-    print(f"Final eval:     {result.final_eval}")
-    print(f"Learning curve: {result.learning_curve}")
-    print(f"Eval video:     {result.video}")
-    print(f"Checkpoint:     {result.checkpoint}")
+        log.info("(resumed from frame %d)", result.resumed_from)
+    log.info("Run directory:  %s", result.run_dir)
+    log.info("Final eval:     %s", result.final_eval)
+    log.info("Learning curve: %s", result.learning_curve)
+    log.info("Eval video:     %s", result.video)
+    log.info("Checkpoint:     %s", result.checkpoint)
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> TrainResult:

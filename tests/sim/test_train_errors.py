@@ -97,3 +97,8 @@ def test_resuming_a_run_with_another_agent_is_one_line_and_keeps_the_run(tmp_pat
     done = train(tmp_path, f"hydra.run.dir={run_dir}", "agent=drm", *TINY_RUN, "frames=400")
     assert_one_line_error(done, "was written by robotrl.agents.drqv2:DrQV2Agent")
     assert (run_dir / "checkpoints" / "step_000000000200" / "checksums.json").is_file()
+
+
+def test_the_run_log_records_where_the_run_is_and_how_it_ended(finished_run):
+    text = (finished_run / "train.log").read_text()
+    assert f"Run directory:  {finished_run}" in text and "Final eval:" in text
