@@ -463,7 +463,8 @@ def test_finetuning_on_the_sim_twin_reach_improves_success(ray_cluster, driver, 
     stats = ray.get(learner.stats.remote())
     print(
         f"\nsuccess before {before:.2f} after {after:.2f}; "
-        f"{episodes} episodes, learner {stats['updates']} updates"
+        f"{episodes} episodes, learner {stats['updates']} updates; driver holds for a stale "
+        f"sensor: {node.safety.summary().counts['stale_sensor']} ticks"
     )
     ray.kill(actor)
     ray.kill(learner)
