@@ -3,9 +3,10 @@
 A command storm of huge rotations, a teleop process killed mid-takeover (SIGKILL, a real separate
 process), a camera stopped, and an arm started outside the workspace box. The only stand-in is
 the sim twin for the arm; every message goes over Cyclone DDS. Times are the driver's own record
-(monotonic, the same clock as this process) and the stamps of messages received here; bounds
-leave one control tick of slack for a loaded 2-core machine, and each test prints what it
-measured.
+(monotonic, the same clock as this process) and the stamps of messages received here. Where a
+bound is a duration it allows ``SLACK`` (50 ms) for a tick that runs late on a loaded 2-core
+machine; the tick-exact checks (which tick held, no tick missing) allow nothing. Each test
+prints what it measured.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 SAFETY = SafetyConfig(workspace_min=(0.3, -0.3, 0.05), workspace_max=(0.7, 0.3, 0.45))
-SLACK = 0.02  # s: one 50 Hz tick of scheduling delay on a loaded machine
-HOLD_SLACK = 0.05  # s: how late a tick may run on a loaded machine, for absolute hold delays
+SLACK = 0.05  # s: how late a driver tick or an env step may run on a loaded machine
 
 
 def start_driver(safety: SafetyConfig = SAFETY, **config: object) -> tuple[DriverNode, int, str]:
@@ -108,7 +108,10 @@ def test_a_burst_of_huge_rotations_is_rejected_without_a_tick_error_or_a_state_g
         for name, messages in (("tcp_pose", received), ("joint_states", joint_messages)):
             stamps = np.array([msgs.time_to_seconds(m.header.stamp) for m in messages])
             gaps = np.diff(stamps)
-            assert stamps[-1] - stamps[0] > (burst_end - burst_start) + 0.15
+            span = stamps[-1] - stamps[0]
+            assert span > (burst_end - burst_start) + 0.15
+            # every tick published: no tick missing by count, no gap beyond a late tick
+            assert len(stamps) >= round(span / period), (name, len(stamps), span)
             assert gaps.max() <= period + SLACK, (name, gaps.max())
             print(f"\n{name}: largest gap {gaps.max() * 1000:.1f} ms over {len(stamps)} messages")
         # the burst held the arm: no target was sent from its arrival to the next good twist
@@ -199,7 +202,7 @@ def test_a_teleop_killed_mid_takeover_holds_within_the_lease_and_no_step_is_misl
         lease = driver.config.teleop_lease
         # at the first tick after the lease ran out, which is at most a tick (+ load) later
         assert tick_before.time - last_teleop <= lease < delay, (tick_before.time, delay)
-        assert delay <= lease + driver.period + HOLD_SLACK, delay
+        assert delay <= lease + driver.period + SLACK, delay
         # nothing but holds from then on, whatever the policy sent
         after = [r for r in records if r.time >= first_hold.time]
         assert all(r.held and r.reason == "teleop_lost" for r in after)
@@ -288,7 +291,7 @@ def test_a_stopped_camera_holds_within_its_threshold_and_the_env_truncates_withi
         delay = first_hold.time - last_frame
         # at the first tick after the threshold ran out, which is at most a tick (+ load) later
         assert tick_before.time - last_frame <= threshold < delay, (tick_before.time, delay)
-        assert delay <= threshold + driver.period + HOLD_SLACK, delay
+        assert delay <= threshold + driver.period + SLACK, delay
         assert all(r.held for r in records if r.time >= first_hold.time)
         # the env truncates at the end of the step during which the driver began to hold
         truncated_after = truncated_info["step_window"][1] - first_hold.time
