@@ -161,3 +161,27 @@ def test_a_typo_added_with_plus_is_an_error_naming_the_nearest_key(override, nam
 def test_free_form_options_take_any_key():
     typed = to_train_config(compose("train", overrides=["+task.options.render_size=64"]))
     assert typed.task.options["render_size"] == 64
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "frames=-5",
+        "frames=0",
+        "seed_frames=-1",
+        "eval_every_frames=0",
+        "eval_episodes=0",
+        "checkpoint_every_frames=0",
+        "keep_checkpoints=-1",
+        "seed=-1",
+        "torch_threads=-2",
+        "replay.capacity=1",
+        "replay.batch_size=0",
+        "replay.nstep=0",
+        "env.image_size=0",
+    ],
+)
+def test_every_run_level_number_is_checked_with_one_line_naming_it(override):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError, match=rf"^{key.split('.')[-1]} must be .*, got {value}$"):
+        to_train_config(compose("train", overrides=[override]))

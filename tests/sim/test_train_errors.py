@@ -58,8 +58,6 @@ def assert_no_run_directory(tmp_path: Path) -> None:
         (["frames=lots"], ["frames", "lots"]),
         (["task=builtin/rech"], ["builtin/rech", "reach"]),
         (["frames=-5"], ["frames", "-5"]),
-        (["eval_episodes=0"], ["eval_episodes", "0"]),
-        (["replay.batch_size=0"], ["batch_size", "0"]),
         (["logger=wandb"], ["wandb", "pip install"]),
     ],
 )
