@@ -104,11 +104,12 @@ def _holds_only_hydra_files(run_dir: Path, job_name: str) -> bool:
 
 
 def _remove_run_directory(run_dir: Path, runs_root: Path) -> None:
-    """Delete a run directory this job created, and the folders above it left empty."""
+    """Delete a run directory this job created, and the folders above it left empty, up to (not
+    including) ``runs_root``."""
     shutil.rmtree(run_dir, ignore_errors=True)
     root = runs_root.resolve()
     for parent in run_dir.resolve().parents:
-        if not parent.is_relative_to(root):
+        if parent == root or not parent.is_relative_to(root):
             break
         try:
             parent.rmdir()  # only while empty
