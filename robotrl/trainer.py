@@ -211,11 +211,8 @@ class Trainer:
             reward_state.load_state_dict(meta["reward"])
         torch.set_rng_state(checkpoint.state["rng"]["torch"])
         rng = meta["rng"]
-        if "python" in rng:
-            random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
-            numpy_state = rng["numpy"]
-            key = np.asarray(numpy_state["state"]["key"], np.uint32)
-            np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": key}})
+        if "python" in rng:  # checkpoints from before these were kept lack them
+            set_global_rng_state(rng["python"], rng["numpy"])
         if rng.get("env") is not None:
             self.env.unwrapped.np_random = _generator(rng["env"])
         self.env_rng_restored = rng.get("env") is not None
@@ -228,11 +225,10 @@ class Trainer:
     def save(self) -> Path:
         """Checkpoint everything a resumed run needs to continue exactly as this one would."""
         self.counters.last_checkpoint_frame = self.counters.frame
-        numpy_state = np.random.get_state(legacy=False)
-        numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+        python_state, numpy_state = global_rng_state()
         rng = {
             "replay": self.replay.rng_state(),
-            "python": random.getstate(),
+            "python": python_state,
             "numpy": numpy_state,
             "env": self._env_rng_state(),
         }
@@ -492,6 +488,21 @@ def eval_reset_seed(run_seed: int) -> int:
     differ by the policy only; the offset keeps them apart from the training episodes' seeds.
     """
     return run_seed * 1000 + 10**6
+
+
+def global_rng_state() -> tuple[Any, dict[str, Any]]:
+    """Python's and NumPy's global random states, as JSON (PyTorch's is a tensor)."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return random.getstate(), numpy_state
+
+
+def set_global_rng_state(python_state: Any, numpy_state: dict[str, Any]) -> None:
+    """Inverse of :func:`global_rng_state` (from its JSON)."""
+    version, internal, gauss = python_state
+    random.setstate((version, tuple(internal), gauss))
+    key = np.asarray(numpy_state["state"]["key"], np.uint32)
+    np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": key}})
 
 
 def _generator(state: dict[str, Any]) -> np.random.Generator:

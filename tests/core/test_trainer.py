@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +23,12 @@ from robotrl.nn.moe import MoEConfig
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
 from robotrl.schedules import LinearSchedule
-from robotrl.trainer import Trainer, TrainingDivergedError
+from robotrl.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    global_rng_state,
+    set_global_rng_state,
+)
 from tests.core.fakes import DotEnv
 
 
@@ -278,3 +286,11 @@ def test_the_progress_bar_follows_frames_not_episode_ends(tmp_path, monkeypatch)
     trainer.train()
     trainer.logger.close()
     assert sorted(set(frames_shown)) == list(range(1, 26))
+
+
+def test_global_rng_state_round_trips_through_json():
+    saved = json.loads(json.dumps(global_rng_state()))
+    expected = (random.random(), np.random.rand())
+    random.seed(123), np.random.seed(123)
+    set_global_rng_state(*saved)
+    assert (random.random(), np.random.rand()) == expected
