@@ -25,7 +25,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was asked for, but PyTorch sees no CUDA device")
+        raise ConfigError(f"device={device!r} was asked for, but PyTorch sees no CUDA device")
     return device
 
 

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from robotrl.builders import to_train_config
+from robotrl.builders import resolve_device, to_train_config
 from robotrl.config import ConfigError, TrainConfig, register_configs
 from robotrl.schedules import LinearSchedule
 
@@ -185,3 +185,10 @@ def test_every_run_level_number_is_checked_with_one_line_naming_it(override):
     key, value = override.split("=")
     with pytest.raises(ConfigError, match=rf"^{key.split('.')[-1]} must be .*, got {value}$"):
         to_train_config(compose("train", overrides=[override]))
+
+
+def test_a_cuda_device_without_cuda_is_a_config_error(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"device='cuda' was asked for"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == "cpu"
