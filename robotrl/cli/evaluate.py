@@ -28,7 +28,11 @@ from robotrl.agents.base import Agent
 from robotrl.benchmark import BenchmarkError, RunCheckpoints, algo_name, read_meta, select_runs
 from robotrl.builders import agent_config, build_agent, build_env, resolve_device
 from robotrl.checkpoint import CheckpointError, load_checkpoint, verify_checksums
-from robotrl.cli.launchers import ignore_missing_overlay_warning
+from robotrl.cli.launchers import (
+    ignore_missing_overlay_warning,
+    one_line,
+    run_reporting_config_errors,
+)
 from robotrl.config import EnvConfig, EvalConfig, TaskConfig, register_configs
 from robotrl.evaluation import (
     EpisodeResult,
@@ -221,7 +225,8 @@ def evaluate(cfg: DictConfig) -> None:
     try:
         eval_cfg = OmegaConf.to_object(cfg)
     except (OmegaConfBaseException, ValueError) as err:
-        raise SystemExit(f"robotrl-eval: {err}") from None
+        print(f"robotrl-eval: {one_line(str(err))}", file=sys.stderr)
+        raise SystemExit(2) from None
     assert isinstance(eval_cfg, EvalConfig)
     try:
         if eval_cfg.checkpoint is not None:
@@ -235,11 +240,11 @@ def evaluate(cfg: DictConfig) -> None:
             for path in videos:
                 print(f"Video: {path}")
     except (CheckpointError, BenchmarkError) as err:
-        print(f"robotrl-eval: {err}", file=sys.stderr)
+        print(f"robotrl-eval: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def main() -> None:
     ignore_missing_overlay_warning()
     register_configs()
-    evaluate()
+    run_reporting_config_errors("robotrl-eval", evaluate)

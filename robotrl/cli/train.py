@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
-import os
 import shutil
 import sys
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +12,7 @@ import gymnasium as gym
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException, MissingConfigException
 from omegaconf import DictConfig
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from robotrl.builders import (
     build_agent,
@@ -29,8 +24,13 @@ from robotrl.builders import (
     to_train_config,
 )
 from robotrl.checkpoint import CheckpointError
-from robotrl.cli.launchers import check_launcher_extras, ignore_missing_overlay_warning
-from robotrl.config import ConfigError, TrainConfig, register_configs, unknown_key_error
+from robotrl.cli.launchers import (
+    check_launcher_extras,
+    ignore_missing_overlay_warning,
+    one_line,
+    run_reporting_config_errors,
+)
+from robotrl.config import ConfigError, TrainConfig, register_configs
 from robotrl.integrations.sb3_config import SB3AgentConfig
 from robotrl.logger import Logger
 from robotrl.offline import demo_replay
@@ -175,43 +175,4 @@ def main() -> None:
     ignore_missing_overlay_warning()
     register_configs()
     check_launcher_extras(sys.argv[1:])
-    # Hydra then raises its composition errors here instead of printing them over several lines.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        train()
-    except (CompactHydraException, OmegaConfBaseException) as err:
-        print(f"robotrl-train: {composition_error(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def composition_error(err: Exception) -> str:
-    """One line for an error Hydra raised composing the config (a typo, a wrong type)."""
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
-        return missing_option_error(err.missing_cfg_file) or one_line(str(err))
-    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
-    schema = getattr(cause, "object_type", None)
-    if isinstance(cause, ConfigKeyError | ConfigAttributeError) and is_dataclass(schema):
-        return str(unknown_key_error(str(cause.full_key), [f.name for f in fields(schema)]))
-    return one_line(f"{err}\n{cause}" if cause is not err else str(err))
-
-
-def missing_option_error(missing: str) -> str | None:
-    """``group=option`` names no config file (``missing`` is ``group/option``): the nearest ones,
-    from the packaged configs and the ``./configs`` overlay; None if ``group`` has no files."""
-    group, _, option = missing.partition("/")
-    roots = [Path(__file__).parents[1] / "conf" / group, Path("configs") / group]
-    options = sorted(
-        str(path.relative_to(root).with_suffix(""))
-        for root in roots
-        if root.is_dir()
-        for path in root.rglob("*.yaml")
-    )
-    if not options:
-        return None
-    nearest = difflib.get_close_matches(option, options, n=3, cutoff=0.5) or options
-    listed = ", ".join(f"{group}={name}" for name in nearest)
-    return f"{group}={option} is not a config; did you mean {listed}?"
-
-
-def one_line(message: str) -> str:
-    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    run_reporting_config_errors("robotrl-train", train)

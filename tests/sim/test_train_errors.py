@@ -100,3 +100,10 @@ def test_resuming_a_run_with_another_agent_is_one_line_and_keeps_the_run(tmp_pat
 def test_the_run_log_records_where_the_run_is_and_how_it_ended(finished_run):
     text = (finished_run / "train.log").read_text()
     assert f"Run directory:  {finished_run}" in text and "Final eval:" in text
+
+
+def test_eval_config_errors_are_one_line_too(tmp_path):
+    done = run("robotrl-eval", tmp_path, f"checkpoint={tmp_path}", "episods=3")
+    assert_one_line_error(
+        done, "unknown config key episods; did you mean episodes?", script="robotrl-eval"
+    )
