@@ -51,18 +51,28 @@ def assert_no_run_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "expected"),
+    ("override", "expected"),
     [
-        (["+agent.hiden_dim=64"], ["agent.hiden_dim", "agent.hidden_dim"]),
-        (["agent.hiden_dim=64"], ["agent.hiden_dim", "agent.hidden_dim"]),
-        (["frames=lots"], ["frames", "lots"]),
-        (["task=builtin/rech"], ["builtin/rech", "reach"]),
-        (["frames=-5"], ["frames", "-5"]),
-        (["logger=wandb"], ["wandb", "pip install"]),
+        (
+            "+agent.hiden_dim=64",
+            ["unknown config key agent.hiden_dim; did you mean agent.hidden_dim"],
+        ),
+        (
+            "agent.hiden_dim=64",
+            ["unknown config key agent.hiden_dim; did you mean agent.hidden_dim"],
+        ),
+        ("frames=lots", ["frames", "lots"]),
+        (
+            "task=builtin/rech",
+            ["task=builtin/rech is not a config; did you mean task=builtin/reach"],
+        ),
+        ("frames=-5", ["frames must be a positive integer, got -5"]),
+        ("logger=wandb", ["wandb", "pip install"]),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
-def test_user_errors_are_one_line_exit_2_and_leave_no_run_directory(tmp_path, overrides, expected):
-    assert_one_line_error(train(tmp_path, *overrides), *expected)
+def test_user_errors_are_one_line_exit_2_and_leave_no_run_directory(tmp_path, override, expected):
+    assert_one_line_error(train(tmp_path, override), *expected)
     assert_no_run_directory(tmp_path)
 
 
