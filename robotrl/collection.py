@@ -1,8 +1,9 @@
 """The Trainer's collection loops: one env, a vector env of worker processes, batched worlds.
 
 Each loop acts, updates the agent, stores transitions and logs finished episodes until
-``cfg.frames``, calling back into the :class:`~robotrl.trainer.Trainer` for evaluation, updates,
-logging and checkpoints, so the three differ only in how they step envs and store data.
+``cfg.frames``, calling back into the run (:class:`~robotrl.training_run.TrainingRun`, which the
+trainer is) for evaluation, updates, logging and checkpoints, so the three differ only in how
+they step envs and store data.
 
 Vectorised collection (``cfg.num_envs = N > 1``, :func:`collect_vectorized`). The agent acts for
 N envs at once (``act_batch``) and each env's transitions go to its own replay stream, so episodes
@@ -32,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -47,16 +48,14 @@ from robotrl.envs.vector import (
     unbatch,
 )
 from robotrl.progress import ProgressBar
-
-if TYPE_CHECKING:
-    from robotrl.trainer import Trainer
+from robotrl.training_run import TrainingRun
 
 
 class TrainingDivergedError(RuntimeError):
     """A loss or metric became NaN/Inf; the last checkpoint on disk is untouched."""
 
 
-def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
+def collect_single(trainer: TrainingRun, progress: ProgressBar) -> None:
     """Act, learn and store transitions with one env until ``cfg.frames``."""
     cfg, counters, env, replay = trainer.cfg, trainer.counters, trainer.env, trainer.replay
     update_metrics: dict[str, list[float]] = defaultdict(list)
@@ -94,7 +93,7 @@ def collect_single(trainer: Trainer, progress: ProgressBar) -> None:
             episode_return, episode_length, episode_start = 0.0, 0, time.perf_counter()
 
 
-def collect_vectorized(trainer: Trainer, progress: ProgressBar) -> None:
+def collect_vectorized(trainer: TrainingRun, progress: ProgressBar) -> None:
     """Act, learn and store transitions with ``num_envs`` envs (module docstring)."""
     cfg, counters, replay = trainer.cfg, trainer.counters, trainer.replay
     update_metrics: dict[str, list[float]] = defaultdict(list)
@@ -158,7 +157,7 @@ def collect_vectorized(trainer: Trainer, progress: ProgressBar) -> None:
             trainer.checkpoint_if_due()
 
 
-def collect_batched(trainer: Trainer, progress: ProgressBar) -> None:
+def collect_batched(trainer: TrainingRun, progress: ProgressBar) -> None:
     """Act, learn and store transitions with ``num_envs`` batched worlds (module docstring)."""
     cfg, counters, replay = trainer.cfg, trainer.counters, trainer.replay
     update_metrics: dict[str, list[float]] = defaultdict(list)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from robotrl.collection import mean_metrics
 from robotrl.demos import load_demos
 from robotrl.progress import ProgressBar
 from robotrl.replay import EpisodicReplay
-
-if TYPE_CHECKING:
-    from robotrl.trainer import Trainer
+from robotrl.training_run import TrainingRun
 
 #: A row of ``train.csv`` (mean update metrics) every this many updates.
 LOG_EVERY_UPDATES = 100
@@ -44,7 +42,7 @@ def demo_replay(cfg: Any, pixels_shape: tuple[int, ...]) -> EpisodicReplay:
     )
 
 
-def train_offline(trainer: Trainer, progress: ProgressBar) -> None:
+def train_offline(trainer: TrainingRun, progress: ProgressBar) -> None:
     """Update the agent on demo batches until ``cfg.frames`` (module docstring)."""
     cfg, counters, agent, replay = trainer.cfg, trainer.counters, trainer.agent, trainer.replay
     update_metrics: dict[str, list[float]] = defaultdict(list)

@@ -38,10 +38,10 @@ from robotrl.collection import TrainingDivergedError, mean_metrics, train_reset_
 from robotrl.envs import BatchedEnv
 from robotrl.envs.vector import VectorEnvs, final_info_value
 from robotrl.progress import ProgressBar
+from robotrl.training_run import TrainingRun
 
 if TYPE_CHECKING:
     from robotrl.agents.ppo import PPOAgent
-    from robotrl.trainer import Trainer
 
 TensorObs = dict[str, torch.Tensor]
 
@@ -296,7 +296,7 @@ class RolloutCollector:
         )
 
 
-def rollout_source(trainer: Trainer, device: torch.device) -> Source:
+def rollout_source(trainer: TrainingRun, device: torch.device) -> Source:
     """What the trainer collects from: its batched worlds, vector env, or single env."""
     if trainer.batched:
         return BatchedSource(cast(BatchedEnv, trainer.training_envs()), device)
@@ -308,7 +308,7 @@ def rollout_source(trainer: Trainer, device: torch.device) -> Source:
 # ------------------------------------------------------------------------ the loop
 
 
-def train_on_policy(trainer: Trainer, progress: ProgressBar) -> None:
+def train_on_policy(trainer: TrainingRun, progress: ProgressBar) -> None:
     """Collect rollouts and update the agent until ``cfg.frames`` (module docstring)."""
     from robotrl.agents.ppo import PPOAgent, generalized_advantages
 

@@ -59,6 +59,7 @@ from robotrl.replay import EpisodicReplay
 from robotrl.rewards.monitor import HackingMonitor
 from robotrl.rewards.relabel import EpisodeRelabeler, build_relabeler
 from robotrl.rewards.wrappers import RewardWrapper, find_reward_wrapper
+from robotrl.training_run import Counters, Envs
 from robotrl.video import VideoRecorder
 
 __all__ = [
@@ -71,20 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-#: What trains on: a vector env of processes, or a batched env of worlds.
-Envs = VectorEnvs | BatchedEnv
-
-
-@dataclass
-class Counters:
-    """Where training stands; saved in every checkpoint."""
-
-    step: int = 0  # agent steps (one action each)
-    frame: int = 0  # env frames = steps × action repeat
-    episode: int = 0  # finished training episodes
-    next_eval_frame: int = 0
-    last_checkpoint_frame: int = 0
-    last_eval_frame: int = -1  # -1: no evaluation yet
 
 
 @dataclass

@@ -63,12 +63,12 @@ from robotrl.integrations.sb3_models import (
 from robotrl.logger import Logger
 from robotrl.progress import ProgressBar
 from robotrl.trainer import (
-    Counters,
     TrainingDivergedError,
     TrainResult,
     eval_reset_seed,
     training_result,
 )
+from robotrl.training_run import Counters
 from robotrl.video import VideoRecorder
 
 log = logging.getLogger(__name__)
