@@ -216,8 +216,9 @@ class Logger:
         try:
             import wandb
         except ImportError as error:
-            raise ImportError(
-                "Logger(wandb=True) needs the wandb package: pip install robotrl[wandb]"
+            raise ModuleNotFoundError(
+                "Logger(wandb=True) needs the wandb package: pip install robotrl[wandb]",
+                name="wandb",
             ) from error
         id_file = self.run_dir / WANDB_ID_FILE
         if id_file.exists():

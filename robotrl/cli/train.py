@@ -40,8 +40,21 @@ from robotrl.trainer import Trainer, TrainResult
 log = logging.getLogger("robotrl.train")
 
 
-#: What a user can fix (a config, a checkpoint, a missing extra): one line and exit code 2.
-USER_ERRORS = (ConfigError, CheckpointError, ImportError)
+#: Our own packages: a module of theirs that cannot be imported is a bug, not a missing extra.
+OWN_PACKAGES = ("robotrl", "robotrl_sim", "robotrl_real")
+
+
+def is_user_error(err: BaseException) -> bool:
+    """What a user can fix (a config, a checkpoint, a missing extra): one line and exit code 2.
+
+    A missing third-party module is a missing extra; any other import failure is a bug and keeps
+    its traceback.
+    """
+    if isinstance(err, ConfigError | CheckpointError):
+        return True
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return err.name.partition(".")[0] not in OWN_PACKAGES
+    return False
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
@@ -53,7 +66,9 @@ def train(cfg: DictConfig) -> None:
     fresh = _holds_only_hydra_files(run_dir, hydra_cfg.job.name)
     try:
         result = _train(cfg, run_dir)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         if fresh:
             _remove_run_directory(run_dir, Path(cfg.runs_root))
         print(f"robotrl-train: {one_line(str(err))}", file=sys.stderr)

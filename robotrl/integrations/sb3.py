@@ -42,9 +42,10 @@ try:
         VecEnvStepReturn,
     )
 except ImportError as error:
-    raise ImportError(
+    raise ModuleNotFoundError(
         "robotrl.integrations.sb3 needs Stable-Baselines3, which is not installed: "
-        "`pip install stable-baselines3` (tested with stable-baselines3==2.9.2)."
+        "`pip install stable-baselines3` (tested with stable-baselines3==2.9.2).",
+        name="stable_baselines3",
     ) from error
 
 ObservationMode: TypeAlias = Literal["auto", "dict", "pixels"]

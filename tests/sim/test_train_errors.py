@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from robotrl.cli.train import is_user_error
+
 BIN = Path(sys.executable).parent
 TINY_RUN = [
     "frames=200",
@@ -117,3 +119,11 @@ def test_eval_config_errors_are_one_line_too(tmp_path):
     assert_one_line_error(
         done, "unknown config key episods; did you mean episodes?", script="robotrl-eval"
     )
+
+
+def test_only_a_missing_third_party_module_is_a_user_error():
+    """A missing extra is one line; a broken import of our own code keeps its traceback."""
+    assert is_user_error(ModuleNotFoundError("no wandb", name="wandb"))
+    assert not is_user_error(ModuleNotFoundError("no robotrl.x", name="robotrl.agents.x"))
+    assert not is_user_error(ImportError("cannot import name 'Thing' from 'robotrl.nn'"))
+    assert not is_user_error(RuntimeError("a bug"))
