@@ -55,6 +55,17 @@ and registers it with the safety layer as ``camera/<name>``, stale after ``camer
 the driver enters or leaves a holding mode (:data:`HOLDING_MODES`) or the set of stale streams
 changes.
 
+**What the arm was commanded.** Each tick publishes ``/<ns>/commanded_twist``
+(``TwistStamped``): the tick's commanded TCP velocity after safety. A held tick is a zero twist,
+stamped now. A tick a twist set-point drove gives that set-point's velocity ``v`` corrected by
+what the safety layer took off the tick's step, per second of the tick the set-points covered,
+``v + (step_commanded - step_requested) / covered``, with the set-point's own header stamp (so a
+sender finds the ticks its twist drove): exactly ``v`` when nothing was clipped, 0 along a box
+wall the arm is against, the limit's speed when the step limit clipped. Other ticks (a target
+kept, a reset step) give ``step_commanded / dt``, stamped now. Every gripper command that
+reaches the arm is published, after :meth:`SafetyLayer.filter_gripper`, on the latched
+``/<ns>/gripper/commanded``. ``RobotEnv`` builds ``info["executed_action"]`` from the two.
+
 **Record.** Every target sent to the arm is appended to :attr:`DriverNode.record` as a
 :class:`CommandRecord` (monotonic time, target, held or not, reason, mode), so tests can check
 what reached the arm.
@@ -266,6 +277,7 @@ class CommandRecord:
 class _SetPoint:
     velocity: FloatArray  # 6: linear, angular
     arrival: float
+    stamp: msgs.Time | None = None  # the twist's header stamp, echoed on commanded_twist
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +338,10 @@ class DriverNode:
         self._tcp_pose = self.node.publisher("tcp_pose")
         self._diagnostics = self.node.publisher("/diagnostics")
         self._control_mode = self.node.publisher("control_mode")
+        self._commanded_twist = self.node.publisher("commanded_twist")
+        self._commanded_gripper = self.node.publisher("gripper/commanded")
+        # this tick's motion: the newest set-point's velocity and stamp, the requested step
+        self._tick_motion: tuple[FloatArray, msgs.Time | None, FloatArray, float] | None = None
         self.cameras: dict[str, CameraStream] = {
             camera: CameraStream(self.node, camera, backend, self.config)
             for camera in backend.cameras
@@ -443,7 +459,8 @@ class DriverNode:
             backend.recover()
         previous = self._last_tick if self._last_tick is not None else now - self.period
         self._last_tick = now
-        sent = False
+        self._tick_motion = None
+        sent, held = False, True
         while True:
             try:
                 kind, message, arrival = self._events.get_nowait()
@@ -451,13 +468,14 @@ class DriverNode:
                 break
             rejected = self._handle(kind, message, arrival, now)
             if rejected is not None:  # the layer's hold reaches the arm (and the record) now
-                self._send(rejected, now)
+                held = self._send(rejected, now)
                 sent = True
         if self._control == "teleop" and now - self._lease_renewed > self.config.teleop_lease:
             self._control = "teleop_lost"
             self.counts["teleop_lease_expired"] += 1
             self._clear_motion()
             logger.warning("teleop lease expired: holding until intervention=False")
+        before = self._target
         decision: SafetyDecision | None
         if self._control == "teleop_lost":
             decision = safety.hold("teleop_lost", now)
@@ -466,7 +484,8 @@ class DriverNode:
         if decision is None and not sent:
             decision = safety.tick(now)
         if decision is not None:
-            self._send(decision, now)
+            held = self._send(decision, now)
+        self._publish_commanded_twist(before, held, now - previous)
         if self._goal_reached:
             self._goal, self._goal_reached = None, False
         self._publish_state(state)
@@ -504,7 +523,7 @@ class DriverNode:
                 return None
             self._goal = None
             target = self._teleop if kind == "teleop_twist" else self._policy
-            target.append(_SetPoint(values, arrival))
+            target.append(_SetPoint(values, arrival, message.header.stamp))
             return None
         if kind == "trajectory":
             if self._control == "teleop_lost":
@@ -522,6 +541,7 @@ class DriverNode:
             if opening is not None:
                 self.backend.command_gripper(opening)
                 self.gripper_record.append((now, opening))
+                self._commanded_gripper.publish(msgs.Float64(opening))
             return None
         if kind == "estop":
             safety.on_estop_message(bool(message.data))
@@ -587,6 +607,7 @@ class DriverNode:
             return None
         timeout = self.config.safety.watchdog_timeout
         delta = np.zeros(6)
+        covered = 0.0  # s of the tick some set-point was in force
         items = list(points)
         for index, point in enumerate(items):
             end = items[index + 1].arrival if index + 1 < len(items) else math.inf
@@ -594,11 +615,13 @@ class DriverNode:
             overlap = min(end, now) - max(point.arrival, previous)
             if overlap > 0:
                 delta += point.velocity * overlap
+                covered += overlap
         newest = items[-1]
         while len(points) > 1:  # keep only the set-point still in force
             points.popleft()
         if now - newest.arrival > timeout:
             points.clear()  # expired: with its arrival as stamp the layer holds (stale_command)
+        self._tick_motion = (newest.velocity, newest.stamp, delta, covered)
         return safety.command_delta(delta, now, stamp=newest.arrival)
 
     def _reset_step(self, now: float) -> SafetyDecision:
@@ -634,7 +657,8 @@ class DriverNode:
             self._goal_reached = max(remaining, turn) < self.config.reset_tolerance
         return decision
 
-    def _send(self, decision: SafetyDecision, now: float) -> None:
+    def _send(self, decision: SafetyDecision, now: float) -> bool:
+        """Send one decision to the arm and record it; whether the arm holds."""
         self.mode = self._current_mode()
         held, reason = decision.held, decision.reason
         if not held and self.mode in ("hold", "teleop_lost"):
@@ -659,6 +683,44 @@ class DriverNode:
                     self.mode,
                 )
             )
+        return held
+
+    def _publish_commanded_twist(
+        self, before: tuple[FloatArray, FloatArray] | None, held: bool, dt: float
+    ) -> None:
+        """Publish this tick's commanded TCP velocity after safety on ``commanded_twist``.
+
+        A held tick is a zero twist. A tick driven by a twist set-point gives that set-point's
+        velocity corrected by what the safety layer took off the tick's step, per second of the
+        tick that set-points covered: ``v + (step_commanded - step_requested) / covered``,
+        stamped with the set-point's own header stamp (so a sender finds the ticks its twist
+        drove); an unclipped tick gives exactly ``v``, a tick at a box wall 0 along it. Any
+        other tick (a kept target, a reset step) gives ``step_commanded / dt``, stamped now.
+        """
+        after = self._target
+        velocity = np.zeros(6)
+        stamp: msgs.Time | None = None
+        if not held and before is not None and after is not None and dt > 0:
+            commanded = np.concatenate(
+                [
+                    after[0] - before[0],
+                    rotvec_from_quaternion(
+                        quaternion_multiply(after[1], quaternion_conjugate(before[1]))
+                    ),
+                ]
+            )
+            if self._tick_motion is not None:
+                set_point, stamp, requested, covered = self._tick_motion
+                velocity = set_point + (commanded - requested) / (covered if covered > 0 else dt)
+            else:
+                velocity = commanded / dt
+        header = msgs.stamped_header(self.config.frame_id)
+        if stamp is not None:
+            header.stamp = stamp
+        message = msgs.TwistStamped(header=header)
+        message.twist.linear = msgs.Vector3(*map(float, velocity[:3]))
+        message.twist.angular = msgs.Vector3(*map(float, velocity[3:]))
+        self._commanded_twist.publish(message)
 
     def _current_mode(self) -> str:
         latch = self.safety.latched

@@ -29,11 +29,29 @@ not come (a dead driver), the env sends a zero twist and truncates the same way.
 produced the step: the driver's ``control_mode`` in force for most of the step's period
 (``policy`` → policy, ``teleop`` → teleop, every other mode → hold; a tie → hold), with
 ``info["step_window"]`` the period's (start, end) on the monotonic clock.
-``info["executed_action"]`` is what the driver acted on: the policy's action, the teleop twist
-in action units (``twist · period / max_step``, clipped to [-1, 1]) with the policy's gripper
-value, or for a hold a zero motion with the gripper value of the step before (the driver ignores
-gripper commands while it holds). ``info["intervention"]`` is ``source == "teleop"``.
-Safety clipping (box, step limits) is not reflected in ``executed_action``.
+``info["intervention"]`` is ``source == "teleop"``.
+
+**What the arm was commanded.** ``info["executed_action"]`` is the arm's command after the
+driver's safety layer, in action units, from the driver's own per-tick report: every control
+tick the driver publishes ``/<ns>/commanded_twist`` (the tick's commanded TCP velocity after
+safety: zero for a held tick; for a tick a twist set-point drove, that set-point's velocity
+corrected by what the box and the step limits took off the tick's step, stamped with the
+set-point's header stamp) and, whenever it commands the gripper, the opening it sent on the
+latched ``/<ns>/gripper/commanded`` (after the gripper limits). Over one step:
+
+- ``executed_action[:3]`` = the mean of the linear commanded velocities of the step's ticks,
+  times ``period / max_step``, clipped to [-1, 1]. The step's ticks are those whose
+  ``commanded_twist`` arrived during the step's period, from the first one that this step's own
+  twist drove (the echoed stamp); earlier ones belong to the step before. If the step's twist
+  drove none (teleop in control, a hold), all ticks of the period count. So an unclipped policy
+  step gives exactly its own action, a teleop step the teleop twist in action units, a step
+  whose ticks were all held zero, a step the step limit halved half its action, and a step at
+  a box wall 0 along the wall's normal. A step labelled ``hold`` by majority whose other ticks
+  moved shows that motion, averaged over its ticks.
+- ``executed_action[3]`` = ``2 · opening - 1`` for the last gripper opening the driver
+  commanded by the step's end (so a gripper limit shows, and a command the driver ignored while
+  it held leaves the value of the step before); ``1`` (open, what reset sends) before the
+  driver has commanded any.
 
 **Reset** publishes a one-point ``JointTrajectory`` to ``home_joints`` plus uniform noise of
 ``±reset_joint_noise`` rad (from the reset seed), opens the gripper, and waits until the driver's
@@ -187,6 +205,10 @@ class _Streams:
     lock: threading.Lock = field(default_factory=threading.Lock)
     latest: dict[str, _Latest] = field(default_factory=dict)
     modes: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=100_000))
+    # (arrival, header stamp, linear velocity) of every tick's commanded_twist
+    commanded: deque[tuple[float, msgs.Time, NDArray[np.float64]]] = field(
+        default_factory=lambda: deque(maxlen=100_000)
+    )
     driver_stale: list[str] = field(default_factory=list)  # from the driver's /diagnostics
 
 
@@ -227,7 +249,8 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
             self._subscribe(f"/cameras/{camera}/image_raw/compressed", f"camera/{camera}")
         self._subscribe("tcp_pose", "tcp_pose")
         self._subscribe("/joint_states", "joint_states")
-        self._subscribe("teleop/twist", "teleop_twist")
+        self._subscribe("gripper/commanded", "gripper_commanded")
+        self.node.subscription("commanded_twist", callback=self._on_commanded_twist)
         self.node.subscription("control_mode", callback=self._on_mode)
         self.node.subscription("/diagnostics", callback=self._on_diagnostics)
         self._twist = self.node.publisher("/servo_node/delta_twist_cmds")
@@ -254,6 +277,12 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
     def _on_mode(self, message: msgs.String) -> None:
         with self._streams.lock:
             self._streams.modes.append((time.monotonic(), message.data))
+
+    def _on_commanded_twist(self, message: msgs.TwistStamped) -> None:
+        linear = message.twist.linear
+        velocity = np.array([linear.x, linear.y, linear.z])
+        with self._streams.lock:
+            self._streams.commanded.append((time.monotonic(), message.header.stamp, velocity))
 
     def _on_diagnostics(self, message: msgs.DiagnosticArray) -> None:
         for status in message.status:
@@ -313,7 +342,8 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         values = np.clip(values, -1.0, 1.0)
         self._wait_for_period_start()
         start = time.monotonic()
-        self._twist.publish(twist_from_action(values, cfg))
+        twist = twist_from_action(values, cfg)
+        self._twist.publish(twist)
         self._gripper.publish(msgs.Float64((values[3] + 1.0) / 2.0))
         self._sleep_to_deadline()
         end = time.monotonic()
@@ -329,14 +359,7 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         obs, own_stale = self._observe(wait=0.0 if driver_stale else cfg.stale_wait)
         stale = sorted(set(own_stale) | set(driver_stale))
         self._steps += 1
-        with self._streams.lock:
-            teleop = self._streams.latest["teleop_twist"].value
-        executed = values.astype(np.float32)
-        if source == "teleop" and teleop is not None:
-            executed = np.concatenate([action_from_twist(teleop.twist, cfg), executed[3:]])
-        elif source == "hold":
-            executed = np.array([0.0, 0.0, 0.0, self._executed_gripper], np.float32)
-        self._executed_gripper = float(executed[3])
+        executed = self._executed_action(start, end, twist.header.stamp)
         info: dict[str, Any] = {
             "source": source,
             "intervention": source == "teleop",
@@ -398,6 +421,23 @@ class RobotEnv(gym.Env[Observation, NDArray[np.float32]]):
         if current is not None:
             durations[current] = durations.get(current, 0.0) + end - since
         return durations
+
+    def _executed_action(self, start: float, end: float, own: msgs.Time) -> NDArray[np.float32]:
+        """What the driver commanded over ``[start, end]``, after safety, in action units (see
+        the module docstring)."""
+        cfg = self.config
+        with self._streams.lock:
+            ticks = [(s, v) for t, s, v in self._streams.commanded if start <= t <= end]
+            gripper = self._streams.latest["gripper_commanded"].value
+        # the ticks before the first one this step's twist drove belong to the step before
+        first = next((i for i, (stamp, _) in enumerate(ticks) if stamp == own), 0)
+        motion = np.zeros(3)
+        if ticks[first:]:
+            velocity = np.mean([v for _, v in ticks[first:]], axis=0)
+            motion = np.clip(velocity * cfg.period / cfg.max_step, -1.0, 1.0)
+        if gripper is not None:
+            self._executed_gripper = float(np.clip(2.0 * gripper.data - 1.0, -1.0, 1.0))
+        return np.array([*motion, self._executed_gripper], np.float32)
 
     # -- observations -----------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ profile      reliability  durability       history    used for
 ``COMMAND``  reliable     volatile         last 10    commands to the driver (twist, trajectory,
                                                       gripper, enable, teleop); ROS 2's default
 ``STREAM``   reliable     volatile         last 10    driver state streams (joint_states,
-                                                      tcp_pose, diagnostics); ROS 2's default
+                                                      tcp_pose, commanded_twist, diagnostics);
+                                                      ROS 2's default
 ``IMAGE``    best effort  volatile         last 1     compressed camera frames: a late frame is
                                                       worthless, a queue of them is latency
 ``LATCHED``  reliable     transient local  last 1     values a late joiner must see at once
@@ -21,6 +22,7 @@ profile      reliability  durability       history    used for
 Latched topics (what ROS 1 called latching, ROS 2 "transient local"):
 
 - ``/<ns>/control_mode``: a dashboard or learner that starts later must know the current mode.
+- ``/<ns>/gripper/commanded``: the gripper opening the driver last commanded (after safety).
 - ``/cameras/*/camera_info``: calibration is static; published once, seen by every late joiner.
 - ``/<ns>/estop``: a driver that (re)starts after the stop button was pressed still sees the
   stop. The button publishes ``True`` when pressed and ``False`` when released; ``False`` never
@@ -206,6 +208,8 @@ def driver_topics(
         TopicSpec(f"{ns}/tcp_pose", msgs.PoseStamped, QosProfile.STREAM, True),
         TopicSpec("/diagnostics", msgs.DiagnosticArray, QosProfile.STREAM, True),
         TopicSpec(f"{ns}/control_mode", msgs.String, QosProfile.LATCHED, True),
+        TopicSpec(f"{ns}/commanded_twist", msgs.TwistStamped, QosProfile.STREAM, True),
+        TopicSpec(f"{ns}/gripper/commanded", msgs.Float64, QosProfile.LATCHED, True),
     ]
     for camera in cameras:
         base = resolve_name(f"/cameras/{camera}")

@@ -91,6 +91,8 @@ def test_driver_topic_table_has_every_topic_of_the_design_with_its_type():
         "/cameras/front/camera_info": (msgs.CameraInfo, True),
         "/diagnostics": (msgs.DiagnosticArray, True),
         "/arm/control_mode": (msgs.String, True),
+        "/arm/commanded_twist": (msgs.TwistStamped, True),
+        "/arm/gripper/commanded": (msgs.Float64, True),
         "/servo_node/delta_twist_cmds": (msgs.TwistStamped, False),
         "/joint_trajectory_controller/joint_trajectory": (msgs.JointTrajectory, False),
         "/arm/gripper/command": (msgs.Float64, False),
@@ -103,6 +105,7 @@ def test_driver_topic_table_has_every_topic_of_the_design_with_its_type():
     latched = {s.name for s in table if s.latched}
     assert latched == {
         "/arm/control_mode",
+        "/arm/gripper/commanded",
         "/cameras/wrist/camera_info",
         "/cameras/front/camera_info",
         "/arm/estop",

@@ -141,7 +141,7 @@ def test_intervention_executed_action_is_the_teleop_action(stack):
     env.reset(seed=1)
     intervention = client.publisher("teleop/intervention")
     teleop = client.publisher("teleop/twist")
-    assert intervention.wait_for_subscribers(1) and teleop.wait_for_subscribers(2)
+    assert intervention.wait_for_subscribers(1) and teleop.wait_for_subscribers(1)
     policy_action = np.array([1.0, 0.0, 0.0, -1.0])
     _, _, _, _, info = env.step(policy_action)
     assert info["intervention"] is False
@@ -187,3 +187,70 @@ def test_action_twist_round_trip_and_config_errors():
         RobotEnvConfig(home_joints=(0.0,))
     with pytest.raises(ValueError, match="camera"):
         RobotEnvConfig(cameras=())
+
+
+def test_executed_action_is_the_command_after_safety_and_zero_for_a_hold():
+    """Over DDS with the sim twin: a step limit of 2 mm per 20 ms tick halves a full-speed
+    action (4 mm per tick asked), the box's x wall stops the x motion entirely, a gripper limit
+    of 0.8 caps the opening, and an e-stop hold is a zero motion with the gripper unchanged.
+    Steady-state steps only (from the second step of a constant action on): tolerance 0.15 in
+    action units per step (ticks 15-25 ms apart move 2 mm each: 0.4-0.67), 0.05 over the
+    steps' mean; zeros within 1e-6."""
+    from robotrl_real.backends.sim import SimBackend
+    from robotrl_real.env import PANDA_HOME
+
+    backend = SimBackend(control_hz=50.0)
+    home, _ = backend.forward_kinematics(np.array(PANDA_HOME))
+    safety = SafetyConfig(
+        workspace_min=(0.2, -0.4, 0.05),
+        workspace_max=(float(home[0]) + 0.03, 0.4, 0.6),
+        max_translation_step=0.002,
+        gripper_max=0.8,
+    )
+    domain_id, dds = free_domain_id(), loopback_config()
+    driver = DriverNode(
+        backend, DriverConfig(namespace="arm", safety=safety), domain_id=domain_id, dds_config=dds
+    ).start()
+    env = RobotEnv(
+        RobotEnvConfig(namespace="arm", reset_joint_noise=0.0), domain_id=domain_id, dds_config=dds
+    )
+    client = Node("operator", namespace="arm", domain_id=domain_id, config=dds)
+    try:
+        env.reset(seed=0)
+        # y: 0.2 m/s asked = 4 mm per tick; the step limit lets 2 mm through: 0.5, not 1.0
+        infos = [env.step(np.array([0.0, -1.0, 0.0, 1.0]))[4] for _ in range(5)]
+        executed = np.stack([info["executed_action"] for info in infos[1:]])
+        assert all(info["source"] == "policy" for info in infos)
+        assert np.all(np.abs(executed[:, 1] + 0.5) <= 0.15), executed
+        assert abs(executed[:, 1].mean() + 0.5) <= 0.05, executed
+        np.testing.assert_allclose(executed[:, [0, 2]], 0.0, atol=1e-6)
+        np.testing.assert_allclose(executed[:, 3], 0.6, atol=1e-6)  # opening 1.0 capped at 0.8
+        # x: 1.0 asked, 10 mm per step let through; the wall 30 mm ahead stops it: then 0
+        infos = [env.step(np.array([1.0, 0.0, 0.0, 1.0]))[4] for _ in range(6)]
+        assert all(info["source"] == "policy" for info in infos)
+        assert abs(infos[1]["executed_action"][0] - 0.5) <= 0.1  # still on its way
+        for info in infos[4:]:
+            np.testing.assert_allclose(info["executed_action"], [0.0, 0.0, 0.0, 0.6], atol=1e-6)
+        assert driver.safety.summary().clipped["workspace"] > 0
+        print(
+            f"\nexecuted y (asked -1.0, clipped -0.5): "
+            f"{[round(float(v), 3) for v in executed[:, 1]]}; "
+            f"x at the wall (asked 1.0): "
+            f"{[round(float(i['executed_action'][0]), 6) for i in infos[4:]]}"
+        )
+        # an e-stop: a hold, a zero motion, the gripper command ignored (unchanged)
+        estop = client.publisher("estop")
+        assert estop.wait_for_subscribers(1)
+        estop.publish(msgs.Bool(True))
+        deadline = time.monotonic() + 2.0
+        while driver.mode != "estop":
+            assert time.monotonic() < deadline, "the e-stop never arrived"
+            time.sleep(0.01)
+        for _ in range(2):
+            info = env.step(np.array([1.0, -1.0, 0.0, -1.0]))[4]
+            assert info["source"] == "hold"
+            np.testing.assert_allclose(info["executed_action"], [0.0, 0.0, 0.0, 0.6], atol=1e-6)
+    finally:
+        driver.close()
+        client.close()
+        env.close()
