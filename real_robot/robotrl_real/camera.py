@@ -15,19 +15,26 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from robotrl_real import msgs
+from robotrl_real.arm import ArmBackend
 from robotrl_real.node import Node
 
-if TYPE_CHECKING:  # the driver imports this module
-    from robotrl_real.driver import ArmBackend, DriverConfig
-
 logger = logging.getLogger(__name__)
+
+
+class CameraSettings(Protocol):
+    """What the cameras take from the driver's config (``DriverConfig`` has these fields)."""
+
+    camera_hz: float
+    camera_size: int
+    image_format: str  # "jpeg" or "png"
+    jpeg_quality: int
 
 
 def encode_image(rgb: NDArray[np.uint8], image_format: str, jpeg_quality: int = 90) -> bytes:
@@ -48,7 +55,9 @@ class CameraStream:
     :meth:`kill` deletes its DDS writers, as if the camera node died; the others keep going.
     """
 
-    def __init__(self, node: Node, camera: str, backend: ArmBackend, config: DriverConfig) -> None:
+    def __init__(
+        self, node: Node, camera: str, backend: ArmBackend, config: CameraSettings
+    ) -> None:
         self.camera = camera
         self._config = config
         self._image = node.publisher(f"/cameras/{camera}/image_raw/compressed")
@@ -94,7 +103,7 @@ class CameraStream:
 def camera_loop(
     streams: Mapping[str, CameraStream],
     backend: ArmBackend,
-    config: DriverConfig,
+    config: CameraSettings,
     stop: threading.Event,
 ) -> None:
     """The camera thread: every ``1 / config.camera_hz`` s, render each live stream's frame with

@@ -1,4 +1,4 @@
-"""The robot driver node: one arm backend behind the ROS 2 topics of DESIGN.md §5, safety first.
+"""The robot driver: one arm backend behind the ROS 2 topics of docs/design.md §2.6, safety first.
 
 :class:`DriverNode` owns an :class:`ArmBackend` (the sim twin, or a vendor SDK adapter) and a
 :class:`~robotrl_real.safety.SafetyLayer`, and runs a control loop thread at the backend's
@@ -86,12 +86,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from robotrl_real import msgs
+from robotrl_real.arm import ArmBackend, ArmState
 from robotrl_real.camera import CameraStream, camera_loop
 from robotrl_real.camera import encode_image as encode_image  # its former home: still importable
 from robotrl_real.node import Node
@@ -125,84 +126,6 @@ MODES = (
 )
 #: Modes in which the driver holds the arm whatever the policy sends.
 HOLDING_MODES = ("teleop_lost", "stale_sensor", "estop", "recovery_limit")
-
-
-# ---------------------------------------------------------------------------------------------
-# the backend protocol
-
-
-@dataclass(frozen=True)
-class ArmState:
-    """One reading of the arm: joints (rad, rad/s), TCP pose in the base frame (m, quaternion
-    x, y, z, w), and the gripper opening (0 closed .. 1 open) and width (m)."""
-
-    joint_positions: FloatArray
-    joint_velocities: FloatArray
-    tcp_position: FloatArray
-    tcp_orientation: FloatArray
-    gripper_opening: float
-    gripper_width: float
-
-
-@runtime_checkable
-class ArmBackend(Protocol):
-    """What the driver needs from an arm. Poses are in the robot base frame, metres, and unit
-    quaternions (x, y, z, w) as in ROS; the gripper is an opening from 0 (closed) to 1 (open)."""
-
-    name: str
-    joint_names: tuple[str, ...]
-    cameras: tuple[str, ...]  # camera names this backend can render; () if cameras are separate
-    control_period: float  # s
-
-    def read_state(self) -> ArmState:
-        """The arm's current state."""
-        ...
-
-    def command_tcp(self, position: FloatArray, orientation: FloatArray) -> None:
-        """Servo the TCP towards this pose (already checked by the safety layer)."""
-        ...
-
-    def command_gripper(self, opening: float) -> None:
-        """Move the gripper to ``opening`` in [0, 1] (already clamped)."""
-        ...
-
-    def hold(self) -> None:
-        """Stop where the arm is (the safety layer decided to hold)."""
-        ...
-
-    def advance(self, elapsed: float) -> None:
-        """Called once per tick after the command with the wall time since the last call; the
-        sim twin steps its physics, a real arm does nothing."""
-        ...
-
-    def forward_kinematics(self, joints: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """The TCP pose (position, quaternion x, y, z, w) at joint angles ``joints``."""
-        ...
-
-    def camera_frame(self, camera: str, height: int, width: int) -> NDArray[np.uint8]:
-        """An RGB ``[height, width, 3]`` uint8 frame; thread-safe (cameras run in their own
-        thread)."""
-        ...
-
-    def camera_intrinsics(self, camera: str, height: int, width: int) -> tuple[float, ...]:
-        """``(fx, fy, cx, cy)`` in pixels for a frame of that size."""
-        ...
-
-    def close_cameras(self) -> None:
-        """Free camera resources of the calling thread (the camera thread calls it on exit)."""
-        ...
-
-    def recover(self) -> bool:
-        """Try to clear an arm error (protective stop, reflex); whether it worked."""
-        ...
-
-    def has_error(self) -> bool:
-        """Whether the arm reports an error that needs :meth:`recover`."""
-        ...
-
-    def close(self) -> None:
-        """Release the arm and any resources."""
-        ...
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Pure logic, no DDS and no clock of its own: the driver passes the time (``now``, seconds on a
 monotonic clock) into every call, so tests drive it with a fake clock. What it enforces
-(DESIGN.md §5):
+(docs/design.md §2.6):
 
 - **Workspace box** on the commanded TCP position: the target is projected into the box.
 - **Per-step limits** between consecutive targets, from any state: translation by Euclidean

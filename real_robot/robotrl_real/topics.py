@@ -201,7 +201,7 @@ class TopicTable:
 def driver_topics(
     namespace: str = "robot", cameras: Iterable[str] = ("wrist", "front")
 ) -> TopicTable:
-    """Every topic of DESIGN.md §5 for a robot in ``namespace`` with the given cameras."""
+    """Every topic of docs/design.md §2.6 for a robot in ``namespace`` with the given cameras."""
     ns = resolve_name("x", namespace)[: -len("/x")]  # validates the namespace
     specs = [
         TopicSpec("/joint_states", msgs.JointState, QosProfile.STREAM, True),

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from robotrl_real import msgs
-from robotrl_real.driver import ArmState, DriverConfig, DriverNode, joint_trajectory
+from robotrl_real.arm import ArmState
+from robotrl_real.driver import DriverConfig, DriverNode, joint_trajectory
 from robotrl_real.env import RobotEnvConfig, twist_from_action
 from robotrl_real.node import Node, free_domain_id, loopback_config
 from robotrl_real.safety import SafetyConfig, rotation_angle

@@ -12,12 +12,12 @@ import math
 import numpy as np
 import pytest
 
+from robotrl_real.arm import ArmBackend
 from robotrl_real.backends import MissingDependencyError, make_backend
 from robotrl_real.backends._vendor import quaternion_from_rpy, rpy_from_quaternion
 from robotrl_real.backends.franka import FrankaBackend
 from robotrl_real.backends.ur import URBackend
 from robotrl_real.backends.xarm import XArmBackend
-from robotrl_real.driver import ArmBackend
 from robotrl_real.safety import quaternion_from_rotvec
 
 

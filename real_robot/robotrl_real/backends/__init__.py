@@ -9,26 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from robotrl_real.driver import ArmBackend
+from robotrl_real.arm import ArmBackend
+from robotrl_real.backends.sdk import MissingDependencyError, require
+
+__all__ = ["BACKENDS", "MissingDependencyError", "make_backend", "require"]
 
 BACKENDS = ("sim", "ur", "franka", "xarm")
-
-
-class MissingDependencyError(ImportError):
-    """A backend's SDK is not installed; the message names the extra that installs it."""
-
-
-def require(module: str, extra: str, what: str) -> Any:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming ``extra``."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"the {what} backend needs the Python module {module!r}, which is not installed; "
-            f"install it with: pip install 'robotrl-real[{extra}]'"
-        ) from error
 
 
 def make_backend(name: str, **options: Any) -> ArmBackend:

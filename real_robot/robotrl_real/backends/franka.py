@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from robotrl_real.backends import require
+from robotrl_real.arm import ArmState
 from robotrl_real.backends._vendor import FloatArray, NoCameras, clamp_opening
 from robotrl_real.backends.franka_kinematics import FRANKA_HAND_TCP, end_effector_pose
-from robotrl_real.driver import ArmState
+from robotrl_real.backends.sdk import require
 
 FRANKA_JOINTS = tuple(f"fr3_joint{index}" for index in range(1, 8))
 

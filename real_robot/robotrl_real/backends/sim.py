@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from robotrl_real.backends import require
-from robotrl_real.driver import ArmState
+from robotrl_real.arm import ArmState
+from robotrl_real.backends.sdk import require
 
 FloatArray = NDArray[np.float64]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from robotrl_real.backends import require
+from robotrl_real.arm import ArmState
 from robotrl_real.backends._vendor import FloatArray, NoCameras, clamp_opening
-from robotrl_real.driver import ArmState
+from robotrl_real.backends.sdk import require
 from robotrl_real.safety import quaternion_from_rotvec, rotvec_from_quaternion
 
 UR_JOINTS = (

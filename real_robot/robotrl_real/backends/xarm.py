@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from robotrl_real.backends import require
+from robotrl_real.arm import ArmState
 from robotrl_real.backends._vendor import (
     FloatArray,
     NoCameras,
@@ -25,7 +25,7 @@ from robotrl_real.backends._vendor import (
     quaternion_from_rpy,
     rpy_from_quaternion,
 )
-from robotrl_real.driver import ArmState
+from robotrl_real.backends.sdk import require
 
 XARM_GRIPPER_OPEN = 850.0  # SDK units of a fully open xArm gripper
 MM_PER_M = 1000.0
