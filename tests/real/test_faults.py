@@ -139,7 +139,7 @@ TELEOP_PROCESS = textwrap.dedent(
             return TeleopCommand(twist=np.array([0.0, -0.1, 0.0, 0.0, 0.0, 0.0]), intervene=True)
 
         def close(self):
-            pass
+            return None  # a constant device holds nothing to release
 
     node = Node("teleop_device", namespace="arm", domain_id=int(sys.argv[1]), config=sys.argv[2])
     TeleopPublisher(node, Constant(), rate_hz=50.0).start()
